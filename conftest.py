@@ -1,0 +1,35 @@
+"""Shared pytest fixtures for the harness tests (tests/) and the plugin packages' tests (plugins/*/tests)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent
+SHARED = Path(os.environ.get("MMBENCH_SHARED", REPO.parent / "shared"))
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """../shared (real data and parity fixtures); tests using it skip cleanly when it is absent."""
+    if not SHARED.is_dir():
+        pytest.skip(f"shared data folder not found at {SHARED}")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def shared_data(shared_dir) -> Path:
+    d = shared_dir / "data"
+    if not d.is_dir():
+        pytest.skip(f"{d} not found")
+    return d
+
+
+@pytest.fixture(scope="session")
+def parity_dir(shared_dir) -> Path:
+    d = shared_dir / "parity"
+    if not d.is_dir():
+        pytest.skip(f"{d} not found")
+    return d

@@ -1,0 +1,318 @@
+"""The `mmbench` command line: thin — it parses, calls library functions, renders."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from mmbench.commands.common import DEBUG, EXIT_FAIL, console, err_console, parse_options, print_json, user_errors
+
+app = typer.Typer(
+    name="mmbench", no_args_is_help=True, rich_markup_mode="rich", add_completion=False,
+    help="Evaluate image-text models (retrieval, captioning, grounding, classification) through plugins.\n\n"
+         "Quick start: [bold]mmbench eval --plugin cca --dataset demo[/]",
+)
+list_app = typer.Typer(help="List installed plugins (models) or datasets.", no_args_is_help=True)
+app.add_typer(list_app, name="list")
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors.")):
+    DEBUG["on"] = debug
+
+
+def _registry():
+    from mmbench.plugins import get_registry
+
+    return get_registry()
+
+
+@app.command("eval")
+def eval_cmd(
+    plugin: List[str] = typer.Option(..., "--plugin", "-p", help="Model plugin name (repeatable)."),
+    dataset: List[str] = typer.Option(..., "--dataset", "-d", help="Dataset name (repeatable)."),
+    split: Optional[str] = typer.Option(None, "--split", help="Split to evaluate (default: the dataset's)."),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help="Folder holding the dataset files."),
+    option: Optional[List[str]] = typer.Option(None, "--option", "-o", help="Model option key=value (repeatable)."),
+    dataset_option: Optional[List[str]] = typer.Option(None, "--dataset-option", "-D",
+                                                       help="Dataset option key=value (repeatable)."),
+    task_option: Optional[List[str]] = typer.Option(
+        None, "--task-option", "-T",
+        help="Task option key=value: ties=pessimistic|optimistic (retrieval), tokenizer=ptb|python|whitespace "
+             "(captioning), threshold=0.5, convention=continuous|inclusive|giou (grounding)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Batch size (default: the plugin's)."),
+    seed: int = typer.Option(0, "--seed", help="Seed for numpy/torch and the bootstrap."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for CIs (0 disables)."),
+    out: Path = typer.Option(Path("runs"), "--out", help="Folder for the run records (JSON)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the records as JSON instead of a table."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
+):
+    """Evaluate plugin(s) on dataset(s); write one run record per run and print a leaderboard.
+
+    Examples:
+
+      mmbench eval --plugin cca --dataset demo
+
+      mmbench eval -p sgraf -d f30k_precomp --data-root ~/data --option checkpoint=model_best.pth.tar
+
+      mmbench eval -p cca -p lsa -d demo --split val --json
+
+    A failing run is recorded (status "failed") and the other runs go on; the exit code is 1 when
+    any run failed.
+    """
+    from mmbench import records
+    from mmbench.runner import EvalConfig, run_many
+
+    with user_errors():
+        cfg = EvalConfig(split=split, data_root=str(data_root) if data_root else None,
+                         options=parse_options(option), dataset_options=parse_options(dataset_option, "--dataset-option"),
+                         task_options=_task_options(parse_options(task_option, "--task-option")),
+                         batch_size=batch_size, seed=seed, bootstrap=bootstrap, show_progress=not no_progress)
+        reg = _registry()
+        for p in plugin:  # unknown names fail before any run starts
+            reg.model(p)
+        for d in dataset:
+            reg.dataset(d)
+        saved = []
+
+        def on_record(rec):
+            path = records.save(rec, out)
+            saved.append(path)
+            if rec.status != "ok":
+                err_console.print(f"[red]run failed[/] {rec.plugin['name']} on {rec.dataset['name']}: {rec.error}",
+                                  highlight=False)
+            elif not as_json:
+                for pub in rec.published:
+                    mark = "✓" if pub["within"] else "✗"
+                    err_console.print(f"{mark} {rec.plugin['name']} {pub['metric']}: measured {pub['measured']:.2f}, "
+                                      f"published {pub['published']:.2f} (Δ {pub['delta']:+.2f}, {pub['source']})",
+                                      highlight=False)
+
+        recs = run_many(plugin, dataset, cfg, registry=reg, on_record=on_record)
+        if as_json:
+            print_json([dict(r.to_dict(), path=str(p)) for r, p in zip(recs, saved)])
+        else:
+            _print_tables(recs)
+            for p in saved:
+                err_console.print(f"record: {p}", highlight=False)
+    if any(r.status != "ok" for r in recs):
+        raise typer.Exit(EXIT_FAIL)
+
+
+def _task_options(opts: dict[str, str]) -> dict:
+    out: dict = {}
+    for k, v in opts.items():
+        if k == "threshold":
+            out[k] = float(v)
+        else:
+            out[k] = v
+    return out
+
+
+def _print_tables(recs) -> None:
+    from mmbench.reports.leaderboard import build_tables, to_rich
+
+    for t in to_rich(build_tables(recs)):
+        console.print(t)
+
+
+@list_app.command("plugins")
+def list_plugins(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
+    """List model plugins (name, task, input forms, package) and plugins that failed to load.
+
+    Example: mmbench list plugins --json
+    """
+    with user_errors():
+        reg = _registry()
+        models = [{"name": m.name, "task": m.task, "accepts": list(m.accepts), "package": m.plugin,
+                   "version": m.version, "description": m.description, "options": m.options}
+                  for m in sorted(reg.models.values(), key=lambda m: (m.task, m.name))]
+        failures = [{"name": p.name, "package": p.package, "module": p.module, "error": p.error}
+                    for p in reg.failures()]
+        if as_json:
+            print_json({"models": models, "failed_plugins": failures, "spec_errors": reg.spec_errors})
+            return
+        from rich.table import Table
+        from rich.text import Text
+
+        t = Table(title="model plugins", title_justify="left")
+        for c in ("name", "task", "accepts", "package", "description"):
+            t.add_column(c)
+        for m in models:
+            t.add_row(Text(m["name"]), m["task"], ", ".join(m["accepts"]), Text(m["package"]),
+                      Text(m["description"]))
+        console.print(t)
+        _print_failures(failures, reg.spec_errors)
+
+
+def _print_failures(failures, spec_errors):
+    for f in failures:
+        err_console.print(f"[yellow]plugin failed to load:[/] {f['name']} (package {f['package']}, {f['module']}): "
+                          f"{f['error']}", highlight=False)
+    for e in spec_errors:
+        err_console.print(f"[yellow]plugin problem:[/] {e}", highlight=False)
+
+
+@list_app.command("datasets")
+def list_datasets(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
+    """List datasets (name, tasks, splits, input forms, package).
+
+    Example: mmbench list datasets
+    """
+    with user_errors():
+        reg = _registry()
+        ds = [{"name": d.name, "tasks": list(d.tasks), "splits": list(d.splits), "forms": list(d.forms),
+               "package": d.plugin, "needs_data_root": d.needs_data_root, "description": d.description,
+               "protocols": list(d.protocols), "options": d.options}
+              for d in sorted(reg.datasets.values(), key=lambda d: d.name)]
+        if as_json:
+            print_json({"datasets": ds, "failed_plugins": [p.__dict__ for p in reg.failures()],
+                        "spec_errors": reg.spec_errors})
+            return
+        from rich.table import Table
+        from rich.text import Text
+
+        t = Table(title="datasets", title_justify="left")
+        for c in ("name", "tasks", "splits", "forms", "package", "description"):
+            t.add_column(c)
+        for d in ds:
+            t.add_row(Text(d["name"]), ", ".join(d["tasks"]), ", ".join(d["splits"]), ", ".join(d["forms"]),
+                      Text(d["package"]), Text(d["description"]))
+        console.print(t)
+        _print_failures([p.__dict__ for p in reg.failures()], reg.spec_errors)
+
+
+@app.command("leaderboard")
+def leaderboard_cmd(
+    records_: List[Path] = typer.Argument(..., metavar="RECORDS...", help="Record files or folders of them."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table | markdown | csv | json | html"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
+    as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
+):
+    """Render leaderboards from run records.
+
+    Examples:
+
+      mmbench leaderboard runs/
+
+      mmbench leaderboard runs/ --format markdown -o LEADERBOARD.md
+
+      mmbench leaderboard runs/ --format html -o leaderboard.html
+    """
+    from mmbench import records
+    from mmbench.reports import leaderboard as lb
+
+    with user_errors():
+        if as_json:
+            fmt = "json"
+        recs = records.load_many(records_)
+        tables = lb.build_tables(recs)
+        if fmt == "table":
+            text = None
+            if output is None:
+                for t in lb.to_rich(tables):
+                    console.print(t)
+                return
+            text = lb.to_markdown(tables)
+        elif fmt == "markdown":
+            text = lb.to_markdown(tables)
+        elif fmt == "csv":
+            text = lb.to_csv(tables)
+        elif fmt == "json":
+            text = json.dumps(lb.to_json(tables), indent=2)
+        elif fmt == "html":
+            try:
+                from mmbench.reports.html import render_html
+            except ImportError:
+                from mmbench.errors import MMBenchError
+
+                raise MMBenchError("the html format is not available in this version") from None
+            text = render_html(recs)
+        else:
+            from mmbench.errors import MMBenchError
+
+            raise MMBenchError(f"unknown --format {fmt!r}; choose table, markdown, csv, json or html")
+        if output is not None:
+            from mmbench.records import atomic_write_text
+
+            atomic_write_text(output, text)
+            err_console.print(f"wrote {output}", highlight=False)
+        else:
+            typer.echo(text, nl=not text.endswith("\n"))
+
+
+@app.command("doctor")
+def doctor(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
+    """Check the environment: Java (METEOR / PTB tokenizer), GPU, and which plugins import.
+
+    Example: mmbench doctor
+    """
+    import shutil
+    import subprocess
+    import sys
+
+    from mmbench import __version__
+
+    checks = []
+    java = shutil.which("java")
+    if java:
+        try:
+            v = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30).stderr.splitlines()[0]
+        except Exception as exc:  # noqa: BLE001
+            v = f"found but failed to run: {exc}"
+        checks.append({"check": "java", "ok": True, "detail": f"{java}: {v}"})
+    else:
+        checks.append({"check": "java", "ok": False,
+                       "detail": "not found: METEOR and the Java PTB tokenizer are unavailable "
+                                 "(the Python tokenizer still works)"})
+    try:
+        import torch
+
+        gpu = torch.cuda.is_available()
+        checks.append({"check": "torch", "ok": True, "detail": f"torch {torch.__version__}"})
+        checks.append({"check": "gpu", "ok": gpu,
+                       "detail": torch.cuda.get_device_name(0) if gpu else "no CUDA device: models run on CPU"})
+    except Exception as exc:  # noqa: BLE001
+        checks.append({"check": "torch", "ok": False, "detail": f"{type(exc).__name__}: {exc}"})
+    reg = _registry()
+    for p in reg.plugins:
+        checks.append({"check": f"plugin {p.name}", "ok": p.ok,
+                       "detail": f"{p.package} {p.version}" + (f": {p.error}" if p.error else "")})
+    for e in reg.spec_errors:
+        checks.append({"check": "plugin specs", "ok": False, "detail": e})
+    checks.append({"check": "python", "ok": True, "detail": sys.version.split()[0] + f", mmbench {__version__}"})
+    if as_json:
+        print_json({"checks": checks})
+        return
+    from rich.table import Table
+    from rich.text import Text
+
+    t = Table(title="mmbench doctor", title_justify="left")
+    t.add_column("check")
+    t.add_column("ok")
+    t.add_column("detail")
+    for c in checks:
+        t.add_row(Text(c["check"]), "[green]yes[/]" if c["ok"] else "[yellow]no[/]", Text(c["detail"]))
+    console.print(t)
+
+
+def _register_command_modules() -> None:
+    from mmbench.commands import MODULES
+
+    for name in MODULES:
+        importlib.import_module(f"mmbench.commands.{name}").register(app)
+
+
+_register_command_modules()
+
+
+def main() -> None:  # console-script entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,8 @@
+"""CLI command groups beyond the core ones in ``mmbench.cli``; each module has ``register(app)``.
+
+Modules: score (saved outputs -> metrics), datasets (check / layout), compare
+(regression gates), new_plugin (plugin scaffold). They import heavy libraries lazily,
+inside the command functions, so ``mmbench --help`` stays fast.
+"""
+
+MODULES = ("score", "datasets", "compare", "new_plugin")

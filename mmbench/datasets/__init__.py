@@ -1,0 +1,1 @@
+"""Dataset adapters: one module per on-disk format; ``builtin`` registers them through the hooks."""

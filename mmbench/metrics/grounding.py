@@ -1,0 +1,112 @@
+"""Grounding metrics: box conversion and validation, IoU conventions, Acc@IoU and Precision@K.
+
+Conventions (recorded with every result):
+- ``continuous`` (default): x2 = x + w, area = w * h.
+- ``inclusive``: MAttNet's inclusive pixels (lichengunc/MAttNet:lib/utils/... computeIoU):
+  x2 = x + w - 1, intersection and areas with +1 on each side.
+- ``giou``: MDETR thresholds the generalised IoU (ashkamath/mdetr:datasets/refexp.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mmbench.errors import MMBenchError
+
+BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
+IOU_CONVENTIONS = ("continuous", "inclusive", "giou")
+
+
+def to_xyxy(boxes, fmt: str = "xyxy", *, normalized: bool = False, size=None) -> np.ndarray:
+    """Convert (K, 4) boxes in ``fmt`` (pixels, or [0, 1] when ``normalized``) to pixel xyxy."""
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if fmt not in BOX_FORMATS:
+        raise MMBenchError(f"unknown box format {fmt!r}; known: {', '.join(BOX_FORMATS)}")
+    if fmt == "xywh":
+        b = np.stack([b[:, 0], b[:, 1], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]], 1)
+    elif fmt == "cxcywh":
+        b = np.stack([b[:, 0] - b[:, 2] / 2, b[:, 1] - b[:, 3] / 2, b[:, 0] + b[:, 2] / 2,
+                      b[:, 1] + b[:, 3] / 2], 1)
+    if normalized:
+        if size is None:
+            raise MMBenchError("normalised boxes need the image size (width, height)")
+        w, h = size
+        b = b * np.array([w, h, w, h], dtype=np.float64)
+    return b
+
+
+def box_problems(b: np.ndarray, size=None, tol: float = 0.05) -> list[str]:
+    """Why each xyxy box is impossible ('' when fine): NaN, negative size, outside the image."""
+    out = []
+    for x1, y1, x2, y2 in np.asarray(b, dtype=np.float64).reshape(-1, 4):
+        if not np.isfinite([x1, y1, x2, y2]).all():
+            out.append("non-finite coordinate")
+        elif x2 < x1 or y2 < y1:
+            out.append("negative width or height")
+        elif size is not None and (x1 < -tol * size[0] or y1 < -tol * size[1] or x2 > (1 + tol) * size[0]
+                                   or y2 > (1 + tol) * size[1]):
+            out.append(f"outside the {size[0]}x{size[1]} image by more than {tol:.0%}")
+        else:
+            out.append("")
+    return out
+
+
+def iou(a, b, convention: str = "continuous") -> np.ndarray:
+    """Pairwise IoU (or GIoU) between xyxy boxes a (M, 4) and b (N, 4) -> (M, N)."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    if convention not in IOU_CONVENTIONS:
+        raise MMBenchError(f"unknown IoU convention {convention!r}; known: {', '.join(IOU_CONVENTIONS)}")
+    one = 1.0 if convention == "inclusive" else 0.0
+    if convention == "inclusive":  # boxes given as x, y, x+w, y+h: inclusive last pixel is x+w-1
+        a = a - np.array([0, 0, 1, 1])
+        b = b - np.array([0, 0, 1, 1])
+    area_a = (a[:, 2] - a[:, 0] + one) * (a[:, 3] - a[:, 1] + one)
+    area_b = (b[:, 2] - b[:, 0] + one) * (b[:, 3] - b[:, 1] + one)
+    iw = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]) + one, 0, None)
+    ih = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]) + one, 0, None)
+    inter = iw * ih
+    union = area_a[:, None] + area_b[None, :] - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(union > 0, inter / union, 0.0)
+    if convention == "giou":
+        cw = np.maximum(a[:, None, 2], b[None, :, 2]) - np.minimum(a[:, None, 0], b[None, :, 0])
+        ch = np.maximum(a[:, None, 3], b[None, :, 3]) - np.minimum(a[:, None, 1], b[None, :, 1])
+        hull = cw * ch
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = out - np.where(hull > 0, (hull - union) / hull, 0.0)
+    return out
+
+
+def grounding_metrics(preds: list, gts: list, *, threshold: float = 0.5, convention: str = "continuous",
+                      ks=(1, 5, 10), sizes=None) -> dict:
+    """Acc@IoU (top-1) and Precision@K over samples.
+
+    ``preds[i]``: (K_i, 4) ranked xyxy pixel boxes; ``gts[i]``: (G_i, 4) xyxy ground truth
+    (a hit on any of them counts). Impossible predicted boxes are failures, counted in
+    ``invalid`` with reasons; a sample with no valid box at rank <= K misses at K.
+    """
+    n = len(preds)
+    hits = np.zeros((n, max(ks)), dtype=bool)
+    invalid = 0
+    reasons: dict[str, int] = {}
+    for i, (p, g) in enumerate(zip(preds, gts)):
+        p = np.asarray(p, dtype=np.float64).reshape(-1, 4)
+        if p.shape[0] == 0:
+            invalid += 1
+            reasons["no box returned"] = reasons.get("no box returned", 0) + 1
+            continue
+        probs = box_problems(p[:max(ks)], None if sizes is None else sizes[i])
+        if probs[0]:
+            invalid += 1
+            reasons[probs[0]] = reasons.get(probs[0], 0) + 1
+        ok = np.array([not r for r in probs])
+        ious = iou(p[:max(ks)], g, convention).max(1) if len(g) else np.zeros(len(probs))
+        h = (ious >= threshold) & ok
+        hits[i, :len(h)] = h
+    first_hit = np.cumsum(hits, 1) > 0
+    metrics = {f"acc@{threshold:g}": 100.0 * float(hits[:, 0].mean()) if n else 0.0}
+    for k in ks:
+        metrics[f"P@{k}"] = 100.0 * float(first_hit[:, k - 1].mean()) if n else 0.0
+    return {"metrics": metrics, "hit": hits[:, 0].astype(int).tolist(), "invalid": invalid,
+            "invalid_reasons": reasons}

@@ -1,0 +1,1 @@
+"""Reports: leaderboards and comparisons, built from run records only."""

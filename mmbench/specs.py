@@ -1,0 +1,113 @@
+"""Specs: what a plugin hands to mmbench through its hooks.
+
+Hooks return specs, never instances: a spec is cheap to build, names a factory by a
+``"module:attribute"`` string (or a callable), and the factory is only imported and
+called when a run needs it. Listing plugins therefore imports no model code and
+reads no data.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from mmbench.errors import PluginError
+
+#: Task kinds mmbench knows.
+TASKS = ("retrieval", "captioning", "grounding", "classification")
+
+#: Input forms a sample may offer for its image side.
+#: - ``image_file``: a path to an image file on disk,
+#: - ``image``: a decoded image (PIL) in memory (every image_file sample offers it too),
+#: - ``regions``: precomputed region features, (num_regions, dim) float32.
+#: - ``text_only``: no image at all (classification in explicit text-only mode).
+INPUT_FORMS = ("image_file", "image", "regions", "text_only")
+
+
+@dataclass(frozen=True)
+class PublishedNumber:
+    """A number a paper or model card reports, for paper-parity deltas."""
+
+    dataset: str
+    metric: str  # e.g. "i2t.R@1", "CIDEr"
+    value: float
+    protocol: str | None = None
+    split: str | None = None
+    tolerance: float = 0.5
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model a plugin offers.
+
+    ``factory`` builds the model: ``factory(**options) -> model object`` where options
+    come from ``--option key=value`` (strings; the factory converts them).
+    """
+
+    name: str
+    task: str
+    factory: str | Callable[..., Any]
+    accepts: tuple[str, ...] = ("image",)
+    description: str = ""
+    version: str = "0"
+    options: dict[str, str] = field(default_factory=dict)  # option -> help text
+    published: tuple[PublishedNumber, ...] = ()
+    plugin: str = ""  # filled in by the plugin manager: the distribution / module providing it
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise PluginError(f"model {self.name!r}: task {self.task!r} is not one of {', '.join(TASKS)}")
+        bad = [f for f in self.accepts if f not in INPUT_FORMS]
+        if bad:
+            raise PluginError(f"model {self.name!r}: unknown input form(s) {bad}; known: {', '.join(INPUT_FORMS)}")
+
+    def build(self, **options: Any) -> Any:
+        return resolve(self.factory, what=f"model {self.name!r}")(**options)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset adapter a plugin offers.
+
+    ``factory(task=..., split=..., data_root=..., **options) -> TaskData`` of that task
+    kind (see ``mmbench.tasks``). ``forms`` lists the input forms its samples offer.
+    """
+
+    name: str
+    tasks: tuple[str, ...]
+    factory: str | Callable[..., Any]
+    splits: tuple[str, ...] = ("test",)
+    default_split: str = "test"
+    forms: tuple[str, ...] = ("image_file", "image")
+    description: str = ""
+    needs_data_root: bool = True
+    layout: str = ""  # the expected on-disk layout and where the official files come from
+    protocols: tuple[str, ...] = ()
+    options: dict[str, str] = field(default_factory=dict)
+    variants: dict[str, str] = field(default_factory=dict)  # input form -> dataset name offering it
+    plugin: str = ""
+
+    def __post_init__(self):
+        bad = [t for t in self.tasks if t not in TASKS]
+        if bad:
+            raise PluginError(f"dataset {self.name!r}: unknown task(s) {bad}; known: {', '.join(TASKS)}")
+
+    def load(self, task: str, split: str, data_root: Any = None, **options: Any) -> Any:
+        return resolve(self.factory, what=f"dataset {self.name!r}")(
+            task=task, split=split, data_root=data_root, **options)
+
+
+def resolve(ref: str | Callable[..., Any], *, what: str) -> Callable[..., Any]:
+    """Turn ``"package.module:attr"`` into the object, importing lazily."""
+    if callable(ref):
+        return ref
+    module_name, _, attr = ref.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split(".") if attr else []:
+            obj = getattr(obj, part)
+    except Exception as exc:  # an import failure in a plugin must not be a crash
+        raise PluginError(f"{what}: cannot import factory {ref!r}: {type(exc).__name__}: {exc}") from exc
+    return obj

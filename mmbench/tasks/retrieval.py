@@ -1,0 +1,134 @@
+"""Image<->text retrieval: data type, the two model protocols, and the evaluate loop.
+
+Two model shapes are first class:
+
+- **Dual encoders** (CLIP, VSE++, CCA baselines): ``encode_images(list[ImageItem]) ->
+  (B, D)`` and ``encode_texts(list[str]) -> (B, D)``; the harness forms similarities as
+  dot products (normalise inside the model if you want cosine).
+- **Cross-attention scorers** (SCAN, SGRAF): the same two encode methods returning any
+  per-item block the model likes, plus ``score(image_block, text_block) -> (Bi, Bt)``;
+  the harness calls ``score`` over image-block x text-block tiles, so memory stays bounded.
+
+A model is a cross scorer when it has a ``score`` method. Any model may have
+``fit(train: RetrievalData, val: RetrievalData | None)``, called on the train split first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from mmbench.errors import PluginError
+from mmbench.metrics.retrieval import check_text_image, retrieval_metrics
+from mmbench.tasks.base import DatasetMeta, ImageItem, TaskResult, as_numpy, batched, check_shape, \
+    progress_bar, timed
+
+
+@dataclass
+class RetrievalData:
+    """N images, T captions; caption j belongs to image ``text_image[j]``.
+
+    ``folds`` > 1 selects a fold protocol (COCO 1K: 5 contiguous folds of 1000 images).
+    """
+
+    images: list[ImageItem]
+    texts: list[str]
+    text_image: np.ndarray
+    meta: DatasetMeta
+    folds: int = 1
+
+    def __post_init__(self):
+        self.text_image = check_text_image(self.text_image, len(self.images), len(self.texts))
+
+    @property
+    def image_ids(self) -> list[str]:
+        return [im.id for im in self.images]
+
+
+@runtime_checkable
+class DualEncoder(Protocol):
+    def encode_images(self, images: list[ImageItem]) -> Any: ...
+    def encode_texts(self, texts: list[str]) -> Any: ...
+
+
+@runtime_checkable
+class CrossScorer(Protocol):
+    def encode_images(self, images: list[ImageItem]) -> Any: ...
+    def encode_texts(self, texts: list[str]) -> Any: ...
+    def score(self, image_block: Any, text_block: Any) -> Any: ...
+
+
+def _encode(fn, items, batch_size, desc, show, name, dual: bool):
+    blocks = []
+    with progress_bar(desc, len(items), show) as advance:
+        for chunk in batched(items, batch_size):
+            out = fn(list(chunk))
+            if dual:
+                arr = as_numpy(out, what=f"{desc} output", plugin=name)
+                check_shape(arr, (len(chunk), None), what=f"{desc} output", plugin=name)
+                out = arr.astype(np.float32, copy=False)
+            blocks.append(out)
+            advance(len(chunk))
+    return blocks
+
+
+def compute_sims(model: Any, data: RetrievalData, *, batch_size: int = 64, show_progress: bool = True,
+                 name: str = "", timings: dict | None = None) -> np.ndarray:
+    """The (images, texts) similarity matrix of ``model`` on ``data``."""
+    timings = {} if timings is None else timings
+    dual = not hasattr(model, "score")
+    with timed(timings, "encode_images"):
+        img_blocks = _encode(model.encode_images, data.images, batch_size, "encode images", show_progress,
+                             name, dual)
+    with timed(timings, "encode_texts"):
+        txt_blocks = _encode(model.encode_texts, data.texts, batch_size, "encode texts", show_progress,
+                             name, dual)
+    if dual:
+        with timed(timings, "similarity"):
+            img = np.concatenate(img_blocks) if img_blocks else np.zeros((0, 0), np.float32)
+            txt = np.concatenate(txt_blocks) if txt_blocks else np.zeros((0, 0), np.float32)
+            if img.shape[1] != txt.shape[1]:
+                raise PluginError(f"{name}: image embeddings have dimension {img.shape[1]} but text "
+                                  f"embeddings {txt.shape[1]}; a dual encoder needs one shared space")
+            sims = img @ txt.T
+        return sims
+    n_img, n_txt = len(data.images), len(data.texts)
+    sims = np.empty((n_img, n_txt), np.float32)
+    i_sizes = [min(batch_size, n_img - s) for s in range(0, n_img, batch_size)]
+    t_sizes = [min(batch_size, n_txt - s) for s in range(0, n_txt, batch_size)]
+    with timed(timings, "score"), progress_bar("score pairs", len(img_blocks) * len(txt_blocks),
+                                               show_progress) as advance:
+        i0 = 0
+        for ib, ni in zip(img_blocks, i_sizes):
+            t0 = 0
+            for tb, nt in zip(txt_blocks, t_sizes):
+                s = as_numpy(model.score(ib, tb), what="score() output", plugin=name)
+                check_shape(s, (ni, nt), what="score() output", plugin=name)
+                sims[i0:i0 + ni, t0:t0 + nt] = s
+                t0 += nt
+                advance()
+            i0 += ni
+    return sims
+
+
+def evaluate(model: Any, data: RetrievalData, *, batch_size: int = 64, show_progress: bool = True,
+             name: str = "", ties: str = "pessimistic") -> TaskResult:
+    timings: dict[str, float] = {}
+    sims = compute_sims(model, data, batch_size=batch_size, show_progress=show_progress, name=name,
+                        timings=timings)
+    check_shape(sims, (len(data.images), len(data.texts)), what="similarity matrix", plugin=name)
+    with timed(timings, "metrics"):
+        res = retrieval_metrics(sims, data.text_image, folds=data.folds, ties=ties)
+    details = {
+        "n_images": len(data.images), "n_texts": len(data.texts), "folds": data.folds, "ties": ties,
+        "i2t_tied_queries": res["i2t_tied"], "t2i_tied_queries": res["t2i_tied"],
+        "scorer": "dual-encoder" if not hasattr(model, "score") else "cross-attention",
+    }
+    return TaskResult(
+        metrics=res["metrics"],
+        per_sample={"i2t_rank": res["i2t_ranks"].tolist(), "t2i_rank": res["t2i_ranks"].tolist()},
+        sample_ids={"i2t_rank": data.image_ids, "t2i_rank": [f"t{j}" for j in range(len(data.texts))]},
+        details=details, timings=timings, extra={"sims": sims},
+    )
