@@ -72,13 +72,13 @@ def check_fit(mspec: ModelSpec, dspec: DatasetSpec, registry: Registry) -> None:
             f"Datasets that fit this plugin: {', '.join(variants) or '(none installed)'}.")
 
 
-def _call_plugin(name: str, what: str, fn, *args, **kwargs):
+def _call_plugin(plugin_name: str, what: str, fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except MMBenchError:
         raise
     except Exception as exc:
-        raise PluginError(f"plugin {name!r} raised {type(exc).__name__} in {what}: {exc}") from exc
+        raise PluginError(f"plugin {plugin_name!r} raised {type(exc).__name__} in {what}: {exc}") from exc
 
 
 def _load_data(dspec: DatasetSpec, task: str, split: str, cfg: EvalConfig):

@@ -1,0 +1,183 @@
+"""Regression gates: tolerance rules for ``mmbench compare``, parsed from the command line or a file.
+
+A rule is one line. Optional ``key=value`` scopes (plugin, dataset, split, protocol, task;
+glob patterns allowed) come first, then a metric name (or glob, ``*`` for every metric),
+then the condition. Every condition has a terse and a plain-English spelling::
+
+    t2i.R@1 drop<=0.5                     t2i R@1 may not drop more than 0.5 points
+    rsum drop<=1%                         rsum may not drop more than 1%
+    CIDEr no-sig-drop p<0.05              CIDEr may not drop significantly at p<0.05
+    acc@0.5 >= 80                         (absolute floor on the new value; <= for a ceiling)
+    i2t.R@1 within-published              published            (every declared paper number)
+    dataset=coco* split=test CIDEr drop<=0.02
+
+Metric names match ignoring case, spaces, dots, dashes and underscores ("t2i R@1" is
+``t2i.R@1``, "bleu 4" is ``Bleu_4``). A drop is measured in the metric's own units
+("points" for R@K and accuracies, which mmbench stores in percent); ``%`` makes it
+relative to the baseline value. For medr / meanr lower is better, so a drop there is a rise.
+A significance gate fails when the new run is worse and the paired-bootstrap p-value
+(two-sided, over the shared samples) is below the level (default 0.05).
+
+A rule that matches nothing in the compared runs is an error (exit code 2), never a silent pass.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from mmbench.errors import DataError, MMBenchError
+
+KINDS = ("max_drop", "no_sig_drop", "min", "max", "published")
+SCOPES = ("plugin", "dataset", "split", "protocol", "task")
+DEFAULT_ALPHA = 0.05
+
+_NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_PATTERNS = [
+    ("max_drop", re.compile(
+        rf"^(?P<metric>.+?)\s*(?:\bdrop\s*<=?|\bmax[-_ ]drop\s*=?|\bmay\s+not\s+drop\s+(?:by\s+)?more\s+than)"
+        rf"\s*(?P<x>{_NUM})\s*(?P<unit>%|percent\b|points?\b|pts?\b)?\s*$", re.I)),
+    ("no_sig_drop", re.compile(
+        rf"^(?P<metric>.+?)\s+(?:no[-_ ]sig(?:nificant)?[-_ ]drop|may\s+not\s+drop\s+significantly)"
+        rf"(?:\s*(?:at\s+)?(?:p|alpha)\s*(?:<|=|<=)\s*(?P<p>{_NUM}))?\s*$", re.I)),
+    ("published", re.compile(
+        r"^(?:(?P<metric>.+?)\s+)?(?:within[-_ ]published(?:[-_ ]tolerance)?|within\s+published(?:\s+tolerance)?"
+        r"|published)\s*$", re.I)),
+    ("bound", re.compile(rf"^(?P<metric>.+?)\s*(?P<op>>=|<=|>|<)\s*(?P<x>{_NUM})\s*$", re.I)),
+]
+
+RULE_HELP = ("METRIC drop<=X[%] | METRIC no-sig-drop [p<A] | METRIC >= X | METRIC <= X | "
+             "[METRIC] within-published, optionally preceded by plugin=/dataset=/split=/protocol=/task= scopes "
+             "(e.g. 't2i.R@1 drop<=0.5', 'CIDEr no-sig-drop p<0.05')")
+
+
+def canonical(name: str) -> str:
+    """The form metric names are matched in: lower case, no spaces, dots, dashes or underscores."""
+    return re.sub(r"[\s._\-]", "", str(name)).lower()
+
+
+def lower_is_better(metric: str) -> bool:
+    c = canonical(metric)
+    return c.endswith("medr") or c.endswith("meanr")
+
+
+@dataclass(frozen=True)
+class GateRule:
+    text: str  # the rule as written
+    kind: str  # one of KINDS
+    metric: str  # metric name or glob; "*" = every metric
+    threshold: float | None = None  # points / percent / alpha / bound
+    relative: bool = False  # max_drop in percent of the baseline value
+    op: str = ""  # for min/max: ">=", ">", "<=", "<"
+    scopes: tuple[tuple[str, str], ...] = ()  # (field, glob)
+    origin: str = "--gate"  # where the rule came from (for messages)
+
+    @property
+    def is_glob(self) -> bool:
+        return any(ch in self.metric for ch in "*?[")
+
+    def matches_metric(self, name: str) -> bool:
+        if self.is_glob:
+            return fnmatch.fnmatchcase(canonical(name), canonical(self.metric))
+        return canonical(name) == canonical(self.metric)
+
+    def matches_run(self, fields: dict[str, str]) -> bool:
+        return all(fnmatch.fnmatchcase(str(fields.get(k, "")), pat) for k, pat in self.scopes)
+
+    def describe(self) -> str:
+        """A normalised one-line spelling of the rule."""
+        scope = " ".join(f"{k}={v}" for k, v in self.scopes)
+        scope = scope + " " if scope else ""
+        m = self.metric
+        if self.kind == "max_drop":
+            return f"{scope}{m} drop<={_g(self.threshold)}{'%' if self.relative else ''}"
+        if self.kind == "no_sig_drop":
+            return f"{scope}{m} no-sig-drop p<{_g(self.threshold)}"
+        if self.kind in ("min", "max"):
+            return f"{scope}{m} {self.op} {_g(self.threshold)}"
+        return f"{scope}{'' if m == '*' else m + ' '}within-published"
+
+
+def _g(x) -> str:
+    return f"{x:g}" if isinstance(x, (int, float)) else str(x)
+
+
+def parse_rule(text: str, origin: str = "--gate") -> GateRule:
+    """Parse one rule; raise MMBenchError naming where it came from and the accepted forms."""
+    raw = str(text).strip()
+    if not raw:
+        raise MMBenchError(f"{origin}: empty gate rule; expected {RULE_HELP}")
+    tokens = raw.split()
+    scopes = []
+    while tokens:
+        m = re.match(r"^(\w+)=(\S+)$", tokens[0])
+        if not m or m.group(1).lower() not in SCOPES:
+            break
+        scopes.append((m.group(1).lower(), m.group(2)))
+        tokens.pop(0)
+    body = " ".join(tokens)
+    for kind, pat in _PATTERNS:
+        m = pat.match(body)
+        if not m:
+            continue
+        metric = (m.group("metric") or "*").strip().strip(":").strip()
+        if not metric:
+            break
+        common = dict(text=raw, metric=metric, scopes=tuple(scopes), origin=origin)
+        if kind == "max_drop":
+            x = float(m.group("x"))
+            if x < 0:
+                raise MMBenchError(f"{origin}: gate {raw!r}: a tolerated drop must be >= 0, got {x:g}")
+            unit = (m.group("unit") or "").lower()
+            return GateRule(kind="max_drop", threshold=x, relative=unit in ("%", "percent"), **common)
+        if kind == "no_sig_drop":
+            p = float(m.group("p")) if m.group("p") else DEFAULT_ALPHA
+            if not 0 < p < 1:
+                raise MMBenchError(f"{origin}: gate {raw!r}: the significance level must be in (0, 1), got {p:g}")
+            return GateRule(kind="no_sig_drop", threshold=p, **common)
+        if kind == "published":
+            return GateRule(kind="published", **common)
+        op = m.group("op")
+        return GateRule(kind="min" if op.startswith(">") else "max", threshold=float(m.group("x")), op=op,
+                        **common)
+    raise MMBenchError(f"{origin}: cannot parse gate rule {raw!r}; expected {RULE_HELP}")
+
+
+def parse_rules(rules: list[str] | None, origin: str = "--gate") -> list[GateRule]:
+    return [parse_rule(r, origin) for r in rules or []]
+
+
+def load_rules(path: str | Path) -> list[GateRule]:
+    """Read a gate file: one rule per line; blank lines and ``#`` comments are ignored.
+
+    A ``.json`` file may instead hold a list of rule strings (or ``{"gates": [...]}``).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(path, "gate file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(path, f"cannot read gate file: {exc}") from None
+    if path.suffix.lower() == ".json":
+        import json
+
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(path, f"not valid JSON: {exc}") from None
+        if isinstance(data, dict):
+            data = data.get("gates")
+        if not isinstance(data, list) or not all(isinstance(x, str) for x in data):
+            raise DataError(path, "bad gate file", field="gates", expected="a list of rule strings")
+        return [parse_rule(r, f"{path}: gates[{i}]") for i, r in enumerate(data)]
+    out = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].strip() if not line.lstrip().startswith("#") else ""
+        if line:
+            out.append(parse_rule(line, f"{path}:{lineno}"))
+    if not out:
+        raise DataError(path, "gate file holds no rules", expected=RULE_HELP)
+    return out
