@@ -190,6 +190,15 @@ def run_eval(plugin: str, dataset: str, cfg: EvalConfig | None = None, *,
     result = _call_plugin(plugin, "evaluation", evaluate, model, data, show_progress=cfg.show_progress,
                           name=plugin, **kwargs)
     timings.update({f"eval.{k}": v for k, v in result.timings.items()})
+    if hasattr(model, "extra_metrics"):
+        # A model may add its own metrics (e.g. TMC's expected calibration error) computed from the
+        # evaluated data and the task result; they are recorded beside the task's metrics.
+        extra = _call_plugin(plugin, "extra_metrics()", model.extra_metrics, data, result) or {}
+        bad = [k for k, v in extra.items() if not isinstance(v, (int, float)) or k in result.metrics]
+        if bad:
+            raise PluginError(f"plugin {plugin!r}: extra_metrics() returned non-numeric or clashing keys {bad}")
+        result.metrics.update({k: float(v) for k, v in extra.items()})
+        result.details["extra_metrics"] = sorted(extra)
 
     ci: dict[str, list[float]] = {}
     if cfg.bootstrap:
