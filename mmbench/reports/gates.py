@@ -123,8 +123,8 @@ def parse_rule(text: str, origin: str = "--gate") -> GateRule:
         if not m:
             continue
         metric = (m.group("metric") or "*").strip().strip(":").strip()
-        if not metric:
-            break
+        if not metric or re.search(r"(^|\s)(max[-_ ]?)?drop$", metric, re.I):
+            break  # "drop<=1" without a metric name
         common = dict(text=raw, metric=metric, scopes=tuple(scopes), origin=origin)
         if kind == "max_drop":
             x = float(m.group("x"))

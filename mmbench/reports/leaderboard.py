@@ -88,27 +88,48 @@ def fmt(v, digits: int = 2) -> str:
     return str(v)
 
 
+def has_published(t: Table) -> bool:
+    return any(row.get("published") for row in t.rows)
+
+
+def published_text(row: dict) -> str:
+    """The row's paper-parity comparisons: ``i2t.R@1 78.90 (Δ -0.70 ✓)``, ``;``-separated."""
+    parts = []
+    for p in row.get("published") or []:
+        if not isinstance(p, dict):
+            continue
+        d = p.get("delta")
+        d = f"{d:+.2f}" if isinstance(d, (int, float)) else "?"
+        parts.append(f"{p.get('metric')} {fmt(p.get('published'))} (Δ {d} {'✓' if p.get('within') else '✗'})")
+    return "; ".join(parts)
+
+
 def to_markdown(tables: list[Table]) -> str:
     out = []
     for t in tables:
-        out.append(f"### {t.title}\n")
+        pub = has_published(t)
+        cols = len(t.columns) + (1 if pub else 0)
+        out.append(f"### {_md_escape(t.title)}\n")
         if t.fingerprint:
             out.append(f"data fingerprint `{t.fingerprint}`\n")
-        out.append("| plugin | " + " | ".join(t.columns) + " |")
-        out.append("|---|" + "---:|" * len(t.columns))
+        out.append("| plugin | " + " | ".join(_md_escape(c) for c in t.columns) + (" | vs published" if pub else "")
+                   + " |")
+        out.append("|---|" + "---:|" * len(t.columns) + ("---|" if pub else ""))
         for row in t.rows:
             name = _md_escape(row["plugin"])
             if row["status"] != "ok":
                 out.append(f"| {name} | failed: {_md_escape(row['error'].splitlines()[0] if row['error'] else '')} |"
-                           + " |" * (len(t.columns) - 1))
+                           + " |" * (cols - 1))
                 continue
-            out.append(f"| {name} | " + " | ".join(fmt(row.get(c)) for c in t.columns) + " |")
+            out.append(f"| {name} | " + " | ".join(fmt(row.get(c)) for c in t.columns)
+                       + (f" | {_md_escape(published_text(row)) or '–'}" if pub else "") + " |")
         out.append("")
     return "\n".join(out)
 
 
 def _md_escape(s: str) -> str:
-    return str(s).replace("|", "\\|").replace("\n", " ")
+    return (str(s).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+            .replace("\n", " "))
 
 
 def to_csv(tables: list[Table]) -> str:
@@ -143,11 +164,14 @@ def to_rich(tables: list[Table]):
         rt.add_column("plugin", style="bold")
         for c in t.columns:
             rt.add_column(c, justify="right")
+        pub = has_published(t)
+        if pub:
+            rt.add_column("vs published")
         for row in t.rows:
             if row["status"] != "ok":
                 msg = (row["error"] or "").splitlines()[0][:80] if row["error"] else ""
                 rt.add_row(Text(row["plugin"]), Text(f"failed: {msg}", style="red"),
-                           *([""] * (len(t.columns) - 1)))
+                           *([""] * (len(t.columns) - 1 + (1 if pub else 0))))
                 continue
             cells = []
             for c in t.columns:
@@ -156,6 +180,9 @@ def to_rich(tables: list[Table]):
                 if ci and None not in ci:
                     s += f" ±{(ci[1] - ci[0]) / 2:.1f}"
                 cells.append(s)
+            if pub:
+                cells.append(Text(published_text(row) or "–",
+                                  style="" if all(p.get("within") for p in row.get("published") or []) else "red"))
             rt.add_row(Text(row["plugin"]), *cells)
         out.append(rt)
     return out
