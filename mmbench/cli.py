@@ -59,7 +59,7 @@ def eval_cmd(
 
       mmbench eval -p sgraf -d f30k_precomp --data-root ~/data --option checkpoint=model_best.pth.tar
 
-      mmbench eval -p cca -p lsa -d demo --split val --json
+      mmbench eval -p cca -p nn-caption -d demo --split val --json
 
     A failing run is recorded (status "failed") and the other runs go on; the exit code is 1 when
     any run failed.
