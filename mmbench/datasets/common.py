@@ -1,0 +1,417 @@
+"""Validation helpers every dataset adapter shares.
+
+- paths from annotation files are resolved strictly inside the data root,
+- annotation files are read with errors that name the file, the field and the layout,
+- missing images are counted up front (never a crash halfway through a run),
+- a dataset fingerprint hashes the annotation files, split, protocol and image list,
+- a table of standard sizes turns a local copy that differs into a named warning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from mmbench.errors import DataError, MMBenchError
+from mmbench.tasks.base import DatasetMeta, ImageItem
+
+#: how many names a "missing files" message lists
+FIRST_N = 5
+
+
+class DatasetSizeWarning(UserWarning):
+    """A local copy of a standard dataset differs from the standard size."""
+
+
+# --------------------------------------------------------------------------- options
+
+def opt_bool(value: Any, name: str, *, dataset: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    v = str(value).strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off", ""):
+        return False
+    raise MMBenchError(f"dataset {dataset!r}: option {name}={value!r} is not a boolean (use true or false)")
+
+
+def opt_choice(value: Any, name: str, choices: Sequence[str], *, dataset: str) -> str:
+    v = str(value).strip()
+    if v not in choices:
+        raise MMBenchError(f"dataset {dataset!r}: option {name}={value!r} is not one of {', '.join(choices)}")
+    return v
+
+
+def opt_int(value: Any, name: str, *, dataset: str) -> int:
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise MMBenchError(f"dataset {dataset!r}: option {name}={value!r} is not an integer") from None
+
+
+def no_extra_options(options: dict, known: Iterable[str], *, dataset: str) -> None:
+    extra = sorted(set(options) - set(known))
+    if extra:
+        raise MMBenchError(f"dataset {dataset!r}: unknown dataset option(s) {', '.join(extra)}; "
+                           f"known: {', '.join(sorted(known)) or '(none)'}")
+
+
+def check_task(task: str, tasks: Sequence[str], *, dataset: str) -> None:
+    if task not in tasks:
+        raise MMBenchError(f"dataset {dataset!r} offers {', '.join(tasks)}, not {task}")
+
+
+def check_split(split: str, splits: Sequence[str], *, dataset: str, why: str = "") -> None:
+    if split not in splits:
+        raise MMBenchError(f"dataset {dataset!r}: split {split!r} is not available{why}; "
+                           f"splits: {', '.join(splits)}")
+
+
+# --------------------------------------------------------------------------- paths
+
+def root_dir(data_root: Any, *, dataset: str, layout: str) -> Path:
+    if data_root is None or str(data_root) == "":
+        raise MMBenchError(f"dataset {dataset!r} needs --data-root PATH. Expected layout:\n{layout}")
+    root = Path(os.path.abspath(Path(data_root).expanduser()))
+    if not root.is_dir():
+        raise DataError(root, "data root is not a folder", expected=f"the folder holding {dataset}", layout=layout)
+    return root
+
+
+def inside(root: Path, rel: Any, *, source: Any, field: str) -> Path:
+    """``root / rel``, refusing absolute paths and ``..`` that leave ``root``.
+
+    Checked lexically (no symlink resolution), so an image folder that is a symlink
+    inside the root keeps working while a path in an annotation file cannot escape.
+    """
+    if not isinstance(rel, str) or not rel.strip() or "\0" in rel:
+        raise DataError(source, f"bad path {rel!r}", field=field, expected="a relative file path")
+    root_n = os.path.normpath(os.path.abspath(root))
+    full = os.path.normpath(os.path.join(root_n, rel))
+    if full != root_n and not full.startswith(root_n + os.sep):
+        raise DataError(source, f"path {rel!r} escapes the data root {root_n}", field=field,
+                        expected="a path inside the data root (no absolute paths, no '..' leaving it)")
+    return Path(full)
+
+
+def require_file(path: Path, *, what: str, layout: str) -> Path:
+    if not path.is_file():
+        raise DataError(path, f"{what} not found", layout=layout)
+    return path
+
+
+def find_dir(root: Path, candidates: Sequence[str], *, option: str | None, dataset: str, what: str,
+             layout: str, required: bool = True) -> Path | None:
+    """The first existing folder among ``candidates`` (or the user's ``option`` value)."""
+    if option:
+        d = inside(root, option, source=root, field=f"option images={option}")
+        if not d.is_dir():
+            raise DataError(d, f"{what} folder not found (from the dataset option)", layout=layout)
+        return d
+    for c in candidates:
+        d = inside(root, c, source=root, field="layout")
+        if d.is_dir():
+            return d
+    if required:
+        raise DataError(root, f"no {what} folder found; looked for {', '.join(candidates)} "
+                              f"(or pass --dataset-option images=DIR)", layout=layout)
+    return None
+
+
+# --------------------------------------------------------------------------- reading
+
+def read_json(path: Path, *, layout: str = "") -> Any:
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except FileNotFoundError:
+        raise DataError(path, "file not found", layout=layout or None) from None
+    except OSError as exc:
+        raise DataError(path, f"cannot read: {exc}") from None
+    try:
+        return json.loads(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise DataError(path, f"not UTF-8 text: {exc}", expected="a JSON file") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(path, f"not valid JSON: {exc}", expected="a JSON file", layout=layout or None) from None
+    except RecursionError:
+        raise DataError(path, "JSON nested too deeply", expected="a JSON file") from None
+
+
+def read_lines(path: Path, *, layout: str = "", encoding: str = "utf-8") -> list[str]:
+    """The file's lines without line endings (a trailing empty line dropped)."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except FileNotFoundError:
+        raise DataError(path, "file not found", layout=layout or None) from None
+    except OSError as exc:
+        raise DataError(path, f"cannot read: {exc}") from None
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise DataError(path, f"not {encoding} text: {exc}") from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
+
+
+def field(obj: Any, key: str, types: type | tuple, *, source: Any, where: str, expected: str | None = None):
+    """``obj[key]`` checked against ``types``; a DataError names the file, record and field."""
+    if not isinstance(obj, dict):
+        raise DataError(source, f"{where} is {type(obj).__name__}", field=key,
+                        expected="a JSON object holding it")
+    if key not in obj:
+        raise DataError(source, f"{where} has no {key!r}", field=key, expected=expected)
+    val = obj[key]
+    if isinstance(val, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+        ok = False
+    else:
+        ok = isinstance(val, types)
+    if not ok:
+        names = "/".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
+        raise DataError(source, f"{where}: {key!r} is {type(val).__name__} {_short(val)}", field=key,
+                        expected=expected or names)
+    return val
+
+
+def as_list(obj: Any, *, source: Any, where: str, key: str) -> list:
+    if not isinstance(obj, list):
+        raise DataError(source, f"{where} is {type(obj).__name__}", field=key, expected="a list")
+    return obj
+
+
+def xywh_box(b: Any, *, source: Any, where: str, key: str = "bbox") -> list[float]:
+    """A COCO [x, y, w, h] box, validated, as pixel xyxy."""
+    if not (isinstance(b, (list, tuple)) and len(b) == 4
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in b)):
+        raise DataError(source, f"{where}: bad box {_short(b)}", field=key, expected="[x, y, w, h] numbers")
+    x, y, w, h = (float(v) for v in b)
+    if not all(map(_finite, (x, y, w, h))) or w < 0 or h < 0:
+        raise DataError(source, f"{where}: impossible box {_short(b)}", field=key,
+                        expected="finite [x, y, w, h] with w, h >= 0")
+    return [x, y, x + w, y + h]
+
+
+def _finite(v: float) -> bool:
+    return v == v and v not in (float("inf"), float("-inf"))
+
+
+def _short(v: Any, n: int = 60) -> str:
+    s = repr(v)
+    return s if len(s) <= n else s[:n] + "..."
+
+
+# --------------------------------------------------------------------------- images
+
+MISSING_CHOICES = ("error", "drop", "keep")
+
+
+def missing_images(items: Sequence[ImageItem]) -> list[int]:
+    """Indices of items whose image file does not exist."""
+    return [i for i, it in enumerate(items) if it.path is not None and not os.path.isfile(it.path)]
+
+
+def handle_missing(items: Sequence[ImageItem], policy: str, *, dataset: str, image_dir: Path | None,
+                   notes: list[str]) -> set[int]:
+    """Apply the missing-image policy; returns the indices to drop.
+
+    ``error``: one DataError naming the count and the first few files (before any model runs);
+    ``drop``: leave them out and say so in the run record's notes; ``keep``: keep them (for
+    ``mmbench datasets check``, which only counts).
+    """
+    idx = missing_images(items)
+    if not idx:
+        return set()
+    names = [str(items[i].path.name) for i in idx[:FIRST_N]]
+    msg = (f"{len(idx)} of {len(items)} image files are missing (first: {', '.join(names)})")
+    if policy == "error":
+        raise DataError(image_dir, msg, expected="every image the annotations name; pass --dataset-option "
+                                                 "missing=drop to evaluate on the images present")
+    if policy == "drop":
+        notes.append(msg + "; dropped (missing=drop)")
+        return set(idx)
+    notes.append(msg)
+    return set()
+
+
+# --------------------------------------------------------------------------- fingerprints
+
+_HASH_CACHE: dict[tuple, str] = {}
+
+
+def file_digest(path: Path, *, head_tail: int | None = None) -> str:
+    """sha256 of a file (cached per path/size/mtime). ``head_tail``: hash only the first and
+    last that many bytes plus the size (for tens-of-GB feature files)."""
+    st = os.stat(path)
+    key = (str(path), st.st_size, st.st_mtime_ns, head_tail)
+    if key in _HASH_CACHE:
+        return _HASH_CACHE[key]
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        if head_tail is not None and st.st_size > 2 * head_tail:
+            h.update(fh.read(head_tail))
+            fh.seek(st.st_size - head_tail)
+            h.update(fh.read(head_tail))
+            h.update(str(st.st_size).encode())
+        else:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    _HASH_CACHE[key] = h.hexdigest()
+    return _HASH_CACHE[key]
+
+
+def dataset_fingerprint(files: Sequence[Path], split: str, protocol: str, image_ids: Sequence[str],
+                        *extra: Any, partial: Sequence[Path] = ()) -> str:
+    """Hash of the annotation files' contents, split, protocol and the image list."""
+    from mmbench.records import fingerprint
+
+    digests = [file_digest(Path(f)) for f in files] + [file_digest(Path(f), head_tail=1 << 20) for f in partial]
+    return fingerprint(digests, split, protocol, list(image_ids), *extra)
+
+
+# --------------------------------------------------------------------------- standard sizes
+
+#: (dataset, split, variant) -> counts a complete official copy has. ``variant`` is the
+#: protocol or sub-dataset the counts depend on ("" when none).
+STANDARD_SIZES: dict[tuple[str, str, str], dict[str, int]] = {
+    # Karpathy splits (PROTOCOLS.md section 5); 5 captions per image
+    ("flickr30k", "train", ""): {"images": 29000, "texts": 145000},
+    ("flickr30k", "val", ""): {"images": 1014, "texts": 5070},
+    ("flickr30k", "test", ""): {"images": 1000, "texts": 5000},
+    ("flickr8k", "train", ""): {"images": 6000, "texts": 30000},
+    ("flickr8k", "val", ""): {"images": 1000, "texts": 5000},
+    ("flickr8k", "test", ""): {"images": 1000, "texts": 5000},
+    ("coco", "train", ""): {"images": 113287},
+    ("coco", "val", ""): {"images": 5000},
+    ("coco", "test", ""): {"images": 5000},
+    # official COCO caption files (all captions)
+    ("coco_captions", "val", "2017"): {"images": 5000, "texts": 25014},
+    ("coco_captions", "train", "2017"): {"images": 118287, "texts": 591753},
+    ("coco_captions", "val", "2014"): {"images": 40504, "texts": 202654},
+    ("coco_captions", "train", "2014"): {"images": 82783, "texts": 414113},
+    # SCAN precomputed features; dev cut to 5000 captions (kuanghuei/SCAN:data.py)
+    ("f30k_precomp", "train", ""): {"images": 29000, "texts": 145000},
+    ("f30k_precomp", "dev", ""): {"images": 1000, "texts": 5000},
+    ("f30k_precomp", "test", ""): {"images": 1000, "texts": 5000},
+    ("coco_precomp", "train", ""): {"images": 113287, "texts": 566435},
+    ("coco_precomp", "dev", ""): {"images": 1000, "texts": 5000},
+    ("coco_precomp", "test", ""): {"images": 1000, "texts": 5000},
+    ("coco_precomp", "testall", ""): {"images": 5000, "texts": 25000},
+    # refer expressions (lichengunc/refer; PROTOCOLS.md section 3)
+    ("refcoco", "train", "unc"): {"samples": 120624},
+    ("refcoco", "val", "unc"): {"samples": 10834},
+    ("refcoco", "testA", "unc"): {"samples": 5657},
+    ("refcoco", "testB", "unc"): {"samples": 5095},
+    ("refcoco+", "train", "unc"): {"samples": 120191},
+    ("refcoco+", "val", "unc"): {"samples": 10758},
+    ("refcoco+", "testA", "unc"): {"samples": 5726},
+    ("refcoco+", "testB", "unc"): {"samples": 4889},
+    ("refcocog", "train", "umd"): {"samples": 80512},
+    ("refcocog", "val", "umd"): {"samples": 4896},
+    ("refcocog", "test", "umd"): {"samples": 9602},
+    # Flickr30k Entities split lists (BryanPlummer/flickr30k_entities)
+    ("flickr30k_entities", "train", ""): {"images": 29783},
+    ("flickr30k_entities", "val", ""): {"images": 1000},
+    ("flickr30k_entities", "test", ""): {"images": 1000},
+    # MVSA: CLMLF fixed split files (Link-Li/CLMLF dataset/data)
+    ("mvsa_single_clmlf", "train", ""): {"samples": 3611},
+    ("mvsa_single_clmlf", "val", ""): {"samples": 450},
+    ("mvsa_single_clmlf", "test", ""): {"samples": 450},
+    ("mvsa_multiple_clmlf", "train", ""): {"samples": 13624},
+    ("mvsa_multiple_clmlf", "val", ""): {"samples": 1700},
+    ("mvsa_multiple_clmlf", "test", ""): {"samples": 1700},
+    # MVSA raw after the literature's label rule: 4511 / 17024 pairs in all (8:1:1 split)
+    ("mvsa_single", "all", ""): {"samples": 4511},
+    ("mvsa_multiple", "all", ""): {"samples": 17024},
+}
+for _name in ("refcoco", "refcoco+", "refcocog"):
+    for (_d, _s, _v), _c in list(STANDARD_SIZES.items()):
+        if _d == _name:
+            STANDARD_SIZES[("mdetr_refexp", _s, f"{_name}-{_v}")] = dict(_c)
+
+
+def size_notes(dataset: str, split: str, variant: str, counts: dict[str, int], notes: list[str],
+               *, what: str = "") -> list[str]:
+    """Compare ``counts`` with the standard sizes; append and warn a note for each difference."""
+    std = STANDARD_SIZES.get((dataset, split, variant))
+    if not std:
+        return notes
+    diffs = [f"{counts[k]} {k} where the standard copy has {want} ({'+' if counts[k] > want else ''}{counts[k] - want})"
+             for k, want in std.items() if counts.get(k) is not None and counts[k] != want]
+    if diffs:
+        label = f"{dataset} {split}" + (f" ({variant})" if variant else "")
+        msg = f"{label}{what}: {'; '.join(diffs)}; numbers are not comparable with published ones"
+        notes.append(msg)
+        warnings.warn(msg, DatasetSizeWarning, stacklevel=3)
+    return notes
+
+
+def make_meta(dataset: str, split: str, task: str, *, protocol: str, files: Sequence[Path], data_root: Path | None,
+              image_ids: Sequence[str], forms: Sequence[str], notes: list[str], partial: Sequence[Path] = (),
+              extra: Sequence[Any] = ()) -> DatasetMeta:
+    return DatasetMeta(
+        name=dataset, split=split, task=task, protocol=protocol,
+        fingerprint=dataset_fingerprint(files, split, protocol, image_ids, *extra, partial=partial),
+        data_root=None if data_root is None else str(data_root),
+        files=[str(f) for f in list(files) + list(partial)], forms=tuple(forms), notes=list(notes))
+
+
+# --------------------------------------------------------------------------- image + captions
+
+CAPTION_MODES = ("first5", "all")
+
+
+def build_image_text(task: str, dataset: str, split: str, entries: Sequence[tuple[ImageItem, list[str]]], *,
+                     captions: str, protocol: str, files: Sequence[Path], root: Path | None, missing: str,
+                     image_dir: Path | None, notes: list[str], variant: str = "", forms: Sequence[str] = (
+                         "image_file", "image"), folds: int = 1, source: Any = None, partial: Sequence[Path] = ()):
+    """RetrievalData or CaptioningData from (image, captions) entries, after the missing-image
+    policy and the caption protocol ("first5": the first five captions of each image, the
+    Karpathy/SCAN protocol; "all": every caption, CLIP_benchmark's)."""
+    from mmbench.tasks.captioning import CaptioningData
+    from mmbench.tasks.retrieval import RetrievalData
+
+    drop = handle_missing([e[0] for e in entries], missing, dataset=dataset, image_dir=image_dir, notes=notes)
+    kept = [e for i, e in enumerate(entries) if i not in drop]
+    if not kept:
+        raise DataError(source, f"split {split!r} has no images" + (" left after dropping missing ones" if drop else ""),
+                        expected="at least one image with captions")
+    images, refs = [], []
+    short = 0
+    for item, caps in kept:
+        caps = [c for c in caps]
+        if captions == "first5":
+            short += len(caps) < 5
+            caps = caps[:5]
+        if not caps:
+            raise DataError(source, f"image {item.id!r} has no caption", field="captions",
+                            expected="at least one caption per image")
+        images.append(item)
+        refs.append(caps)
+    if short:
+        notes.append(f"{short} image(s) have fewer than 5 captions")
+    n_texts = sum(len(r) for r in refs)
+    counts = {"images": len(images), "texts": n_texts}
+    size_notes(dataset, split, variant, counts, notes)
+    meta = make_meta(dataset, split, task, protocol=protocol, files=files, data_root=root,
+                     image_ids=[im.id for im in images], forms=forms, notes=notes, partial=partial,
+                     extra=[captions])
+    if task == "captioning":
+        return CaptioningData(images=images, references=refs, meta=meta)
+    import numpy as np
+
+    texts = [c for r in refs for c in r]
+    text_image = np.repeat(np.arange(len(images)), [len(r) for r in refs])
+    if folds > 1 and len(images) % folds:
+        raise DataError(source, f"{len(images)} images cannot be split into {folds} equal folds",
+                        expected=f"a multiple of {folds} images for protocol {protocol}")
+    return RetrievalData(images=images, texts=texts, text_image=text_image, meta=meta, folds=folds)
