@@ -178,7 +178,9 @@ def to_rich(tables: list[Table]):
                 s = fmt(row.get(c))
                 ci = row["ci"].get(c)
                 if ci and None not in ci:
-                    s += f" ±{(ci[1] - ci[0]) / 2:.1f}"
+                    half = (ci[1] - ci[0]) / 2
+                    # same precision as the value: 0..1-scale metrics (BLEU, METEOR) need 4 decimals
+                    s += f" ±{half:.4f}" if isinstance(row.get(c), float) and abs(row[c]) < 1 else f" ±{half:.1f}"
                 cells.append(s)
             if pub:
                 cells.append(Text(published_text(row) or "–",

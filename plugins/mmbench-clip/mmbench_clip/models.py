@@ -61,6 +61,8 @@ def _from_pretrained(cls, path: Path, **kw):
 
     major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
     dtype_kw = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
+    # the harness draws its own progress bars; transformers' per-load bar is noise in the output
+    transformers.utils.logging.disable_progress_bar()
     return cls.from_pretrained(str(path), local_files_only=True, **{dtype_kw: torch.float32}, **kw)
 
 
