@@ -1,49 +1,165 @@
-"""Captioning metrics: BLEU-1..4, METEOR, ROUGE-L, CIDEr-D as pycocoevalcap 1.2 computes them.
+"""Captioning metrics: BLEU-1..4, METEOR, ROUGE-L, CIDEr-D exactly as pycocoevalcap 1.2 computes them.
 
-This first version calls pycocoevalcap's scorers directly (salaniz/pycocoevalcap).
-SPICE needs a CoreNLP download and cannot run offline: it is reported unavailable
-with the reason, never as 0 (the stock COCOEvalCap.evaluate() would raise instead).
+The scorers are pycocoevalcap's own (salaniz/pycocoevalcap), called one by one rather than
+through ``COCOEvalCap.evaluate()``: the stock evaluate builds ``Spice()`` in its scorer list,
+which needs a CoreNLP download, so offline it raises right after tokenisation and returns
+no metric at all. Here SPICE is reported unavailable with the reason, never as 0.
+
+Per image we also keep BLEU's sufficient statistics (test length, closest reference length
+with ties to the shorter, n-gram guesses and clipped matches; salaniz/pycocoevalcap:
+bleu/bleu_scorer.py cook_test) so corpus BLEU can be recomputed on bootstrap resamples;
+a test proves the recomputation equals pycocoevalcap bit for bit.
+
+CIDEr (really CIDEr-D) takes its document frequencies only from the reference sets being
+evaluated (cider/cider_scorer.py compute_doc_freq), so a subset's CIDEr is not comparable
+with the full set's.
+
+Tokenizers (``tokenize(..., tokenizer=)``):
+- ``"python"``: :mod:`mmbench.metrics.ptb`, Java-free, token-identical to the Java PTB step
+  on all 25,014 COCO val2017 captions (the default of the captioning task);
+- ``"ptb"``: the reference, Stanford CoreNLP 3.4.1 through Java, run in a private temporary
+  folder (pycocoevalcap's own wrapper writes into its installed package folder and fails on a
+  read-only site-packages);
+- ``"whitespace"``: no tokenisation (nlg-eval style inputs).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import tempfile
+from collections import Counter
 from typing import Mapping, Sequence
 
+from mmbench.errors import DataError, MMBenchError
+
 UNAVAILABLE = "unavailable"
+TOKENIZERS = ("python", "ptb", "whitespace")
+METRICS = ("bleu", "meteor", "rouge", "cider", "spice")
+SPICE_REASON = ("SPICE needs Stanford CoreNLP models downloaded at first use and Java 8; "
+                "mmbench runs offline, so it is not computed")
 
 
 def java_available() -> bool:
     return shutil.which("java") is not None
 
 
-def tokenize(captions: Mapping[str, Sequence[str]], tokenizer: str = "ptb") -> dict[str, list[str]]:
-    """Tokenise {id: [captions]} to {id: [space-joined tokens]} like pycocoevalcap's PTBTokenizer."""
+def _ptb_java(lines: list[str]) -> list[str]:
+    """Run the Java PTB tokenizer as pycocoevalcap does, from a private temporary folder."""
+    if not java_available():
+        raise MMBenchError("tokenizer 'ptb' needs a Java runtime (not found on PATH); use tokenizer=python, "
+                           "the Java-free equivalent")
+    import pycocoevalcap.tokenizer.ptbtokenizer as ptbmod
+
+    jar = os.path.join(os.path.dirname(os.path.abspath(ptbmod.__file__)), ptbmod.STANFORD_CORENLP_3_4_1_JAR)
+    sentences = "\n".join(lines)
+    with tempfile.TemporaryDirectory(prefix="mmbench-ptb-") as tmp:
+        path = os.path.join(tmp, "captions.txt")
+        with open(path, "wb") as fh:
+            fh.write(sentences.encode())
+        proc = subprocess.run(["java", "-cp", jar, "edu.stanford.nlp.process.PTBTokenizer", "-preserveLines",
+                               "-lowerCase", path], capture_output=True, cwd=tmp)
+    if proc.returncode != 0:
+        raise MMBenchError(f"the Java PTB tokenizer failed (exit {proc.returncode}): "
+                           f"{proc.stderr.decode(errors='replace')[-500:]}")
+    out = proc.stdout.decode().split("\n")
+    return out
+
+
+def tokenize(captions: Mapping[str, Sequence[str]], tokenizer: str = "python") -> dict[str, list[str]]:
+    """Tokenise ``{id: [captions]}`` to ``{id: [space-joined tokens]}`` like pycocoevalcap's PTB step."""
     if tokenizer == "whitespace":
         return {k: [" ".join(c.split()) for c in v] for k, v in captions.items()}
-    if tokenizer == "ptb":
-        from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+    if tokenizer == "python":
+        from mmbench.metrics.ptb import tokenize_lines
 
-        return PTBTokenizer().tokenize({k: [{"caption": c} for c in v] for k, v in captions.items()})
-    raise ValueError(f"unknown tokenizer {tokenizer!r}; choose 'ptb' or 'whitespace'")
+        # one input in the reference's order: the tokens of a line can depend on the next line
+        flat = tokenize_lines([c for v in captions.values() for c in v])
+        out_py: dict[str, list[str]] = {}
+        pos = 0
+        for k, v in captions.items():
+            out_py[k] = flat[pos:pos + len(v)]
+            pos += len(v)
+        return out_py
+    if tokenizer == "ptb":
+        from mmbench.metrics.ptb import PUNCTUATIONS
+
+        keys = [k for k, v in captions.items() for _ in range(len(v))]
+        lines = _ptb_java([c.replace("\n", " ") for v in captions.values() for c in v])
+        out: dict[str, list[str]] = {k: [] for k in captions}
+        # zip as the reference does (salaniz/pycocoevalcap:tokenizer/ptbtokenizer.py)
+        for k, line in zip(keys, lines):
+            out[k].append(" ".join(w for w in line.rstrip().split(" ") if w not in PUNCTUATIONS))
+        return out
+    raise MMBenchError(f"unknown tokenizer {tokenizer!r}; choose one of {', '.join(TOKENIZERS)}")
+
+
+def _ngrams(words: list[str], n: int = 4) -> Counter:
+    c: Counter = Counter()
+    for k in range(1, n + 1):
+        for i in range(len(words) - k + 1):
+            c[tuple(words[i:i + k])] += 1
+    return c
+
+
+def bleu_stats(candidate: str, references: Sequence[str], n: int = 4) -> list[int]:
+    """[testlen, reflen, guess_1..n, correct_1..n] for one image, as bleu_scorer.cook_test makes them."""
+    max_counts: dict = {}
+    ref_lens = []
+    for ref in references:
+        words = ref.split()
+        ref_lens.append(len(words))
+        for g, c in _ngrams(words, n).items():
+            if c > max_counts.get(g, 0):
+                max_counts[g] = c
+    words = candidate.split()
+    testlen = len(words)
+    reflen = min((abs(length - testlen), length) for length in ref_lens)[1]  # closest, ties to shorter
+    guess = [max(0, testlen - k + 1) for k in range(1, n + 1)]
+    correct = [0] * n
+    for g, c in _ngrams(words, n).items():
+        correct[len(g) - 1] += min(max_counts.get(g, 0), c)
+    return [testlen, reflen, *guess, *correct]
+
+
+def check_inputs(references: Mapping[str, Sequence[str]], candidates: Mapping[str, str], *,
+                 source: str | None = None) -> list[str]:
+    ids = list(candidates)
+    missing = [i for i in ids if i not in references]
+    if missing:
+        raise DataError(source, f"{len(missing)} candidate image id(s) have no references "
+                                f"(first: {missing[:5]})", field="image_id")
+    empty = [i for i in ids if not references[i]]
+    if empty:
+        raise DataError(source, f"{len(empty)} image(s) have no reference caption (first: {empty[:5]})",
+                        field="references")
+    bad = [i for i in ids if not isinstance(candidates[i], str)]
+    if bad:
+        raise DataError(source, f"candidate caption for image {bad[0]!r} is {type(candidates[bad[0]]).__name__}",
+                        field="caption", expected="a string")
+    return ids
 
 
 def caption_scores(references: Mapping[str, Sequence[str]], candidates: Mapping[str, str], *,
-                   tokenizer: str = "ptb", metrics: Sequence[str] = ("bleu", "meteor", "rouge", "cider"),
+                   tokenizer: str = "python", metrics: Sequence[str] = ("bleu", "meteor", "rouge", "cider", "spice"),
                    ) -> dict:
     """Corpus scores and per-image scores.
 
-    Returns ``{"metrics": {Bleu_1.., METEOR, ROUGE_L, CIDEr}, "per_image": {name: [..]},
-    "ids": [...], "unavailable": {metric: reason}}`` (pycocoevalcap names, 0..1 scale
-    except CIDEr which is on its own x10 scale).
+    Returns ``{"metrics": {Bleu_1.., METEOR, ROUGE_L, CIDEr}, "per_image": {name: [..],
+    "bleu_stats": [[..], ..]}, "ids": [...], "unavailable": {metric: reason}, "tokenizer"}``
+    (pycocoevalcap names and scale: 0..1, CIDEr on its own x10 scale). Images are scored in
+    the order of ``candidates``.
     """
-    ids = sorted(candidates)
-    missing = [i for i in ids if i not in references]
-    if missing:
-        raise KeyError(f"{len(missing)} candidate image id(s) have no references: {missing[:5]}")
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise MMBenchError(f"unknown captioning metric(s) {unknown}; known: {', '.join(METRICS)}")
+    ids = check_inputs(references, candidates)
     gts = tokenize({i: list(references[i]) for i in ids}, tokenizer)
     res = tokenize({i: [candidates[i]] for i in ids}, tokenizer)
-    out: dict = {"metrics": {}, "per_image": {}, "ids": ids, "unavailable": {}}
+    out: dict = {"metrics": {}, "per_image": {}, "ids": ids, "unavailable": {}, "tokenizer": tokenizer}
+    if not ids:
+        return out
     if "bleu" in metrics:
         from pycocoevalcap.bleu.bleu import Bleu
 
@@ -51,6 +167,7 @@ def caption_scores(references: Mapping[str, Sequence[str]], candidates: Mapping[
         for n in range(4):
             out["metrics"][f"Bleu_{n + 1}"] = float(score[n])
             out["per_image"][f"Bleu_{n + 1}"] = [float(x) for x in scores[n]]
+        out["per_image"]["bleu_stats"] = [bleu_stats(res[i][0], gts[i]) for i in ids]
     if "meteor" in metrics:
         if java_available():
             from pycocoevalcap.meteor.meteor import Meteor
@@ -59,7 +176,7 @@ def caption_scores(references: Mapping[str, Sequence[str]], candidates: Mapping[
             try:
                 score, scores = m.compute_score(gts, res)
             finally:
-                m.close() if hasattr(m, "close") else None
+                _close_meteor(m)
             out["metrics"]["METEOR"] = float(score)
             out["per_image"]["METEOR"] = [float(x) for x in scores]
         else:
@@ -76,6 +193,20 @@ def caption_scores(references: Mapping[str, Sequence[str]], candidates: Mapping[
         score, scores = Cider().compute_score(gts, res)
         out["metrics"]["CIDEr"] = float(score)
         out["per_image"]["CIDEr"] = [float(x) for x in scores]
-    out["unavailable"]["SPICE"] = ("SPICE needs Stanford CoreNLP models downloaded at first use and "
-                                   "Java 8; not run offline")
+    if "spice" in metrics:
+        out["unavailable"]["SPICE"] = SPICE_REASON
     return out
+
+
+def _close_meteor(m) -> None:
+    # pycocoevalcap 1.2's Meteor has no close(); end its JVM so no process is left behind
+    proc = getattr(m, "meteor_p", None)
+    if proc is None:
+        return
+    try:
+        with m.lock:
+            proc.stdin.close()
+            proc.kill()
+            proc.wait()
+    except Exception:  # noqa: BLE001 - best effort at shutdown
+        pass

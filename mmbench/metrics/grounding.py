@@ -108,5 +108,7 @@ def grounding_metrics(preds: list, gts: list, *, threshold: float = 0.5, convent
     metrics = {f"acc@{threshold:g}": 100.0 * float(hits[:, 0].mean()) if n else 0.0}
     for k in ks:
         metrics[f"P@{k}"] = 100.0 * float(first_hit[:, k - 1].mean()) if n else 0.0
-    return {"metrics": metrics, "hit": hits[:, 0].astype(int).tolist(), "invalid": invalid,
-            "invalid_reasons": reasons}
+    any_hit = hits.any(1)
+    hit_rank = np.where(any_hit, hits.argmax(1) + 1, 0)  # 1-based rank of the first hit, 0 = none
+    return {"metrics": metrics, "hit": hits[:, 0].astype(int).tolist(), "hit_rank": hit_rank.tolist(),
+            "invalid": invalid, "invalid_reasons": reasons, "threshold": threshold, "convention": convention}

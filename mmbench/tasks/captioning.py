@@ -36,7 +36,12 @@ class Captioner(Protocol):
 
 
 def evaluate(model: Any, data: CaptioningData, *, batch_size: int = 32, show_progress: bool = True,
-             name: str = "", tokenizer: str = "ptb") -> TaskResult:
+             name: str = "", tokenizer: str = "python") -> TaskResult:
+    """Caption every image, then score with pycocoevalcap's scorers.
+
+    ``tokenizer``: "python" (default; Java-free, token-identical to the PTB step on all COCO
+    val2017 captions), "ptb" (the Java reference) or "whitespace".
+    """
     timings: dict[str, float] = {}
     preds: list[str] = []
     with timed(timings, "generate"), progress_bar("caption images", len(data.images), show_progress) as adv:
@@ -59,6 +64,8 @@ def evaluate(model: Any, data: CaptioningData, *, batch_size: int = 32, show_pro
     return TaskResult(
         metrics=sc["metrics"], per_sample=sc["per_image"], sample_ids={k: order for k in sc["per_image"]},
         details={"unavailable": sc["unavailable"], "tokenizer": tokenizer, "n_images": len(ids),
+                 "bootstrap_unit": "image (BLEU from per-image sufficient statistics; CIDEr document "
+                                   "frequencies fixed to the full evaluated reference set)",
                  "predictions": [{"image_id": i, "caption": c} for i, c in zip(ids, preds)]},
         timings=timings,
     )

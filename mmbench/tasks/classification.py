@@ -68,8 +68,9 @@ def evaluate(model: Any, data: ClassificationData, *, batch_size: int = 256, sho
         res = classification_metrics(y, pred, n_cls, data.classes)
     return TaskResult(
         metrics=res["metrics"], per_sample={"correct": (pred == y).astype(int).tolist(),
-                                            "pred": pred.tolist(), "label": y.tolist()},
-        sample_ids={k: [s.id for s in data.samples] for k in ("correct", "pred", "label")},
+                                            "pred": pred.tolist(), "label": y.tolist(),
+                                            "n_classes": [n_cls] * len(y)},
+        sample_ids={k: [s.id for s in data.samples] for k in ("correct", "pred", "label", "n_classes")},
         details={"classes": data.classes, "per_class": res["per_class"],
                  "confusion_matrix": res["confusion_matrix"], "n_samples": len(y)},
         timings=timings, extra={"scores": scores_arr},

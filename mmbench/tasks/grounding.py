@@ -70,8 +70,8 @@ def evaluate(model: Any, data: GroundingData, *, batch_size: int = 32, show_prog
         res = grounding_metrics(preds, [s.boxes for s in data.samples], threshold=threshold,
                                 convention=convention, sizes=[s.image.size for s in data.samples])
     return TaskResult(
-        metrics=res["metrics"], per_sample={"hit": res["hit"]},
-        sample_ids={"hit": [s.id for s in data.samples]},
+        metrics=res["metrics"], per_sample={"hit": res["hit"], "hit_rank": res["hit_rank"]},
+        sample_ids={k: [s.id for s in data.samples] for k in ("hit", "hit_rank")},
         details={"box_format": fmt, "box_normalized": normalized, "iou_convention": convention,
                  "threshold": threshold, "invalid_boxes": res["invalid"],
                  "invalid_reasons": res["invalid_reasons"], "n_samples": len(data.samples)},

@@ -21,7 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from mmbench.errors import PluginError
-from mmbench.metrics.retrieval import check_text_image, retrieval_metrics
+from mmbench.metrics.retrieval import check_text_image, retrieval_metrics, retrieval_metrics_from_embeddings
 from mmbench.tasks.base import DatasetMeta, ImageItem, TaskResult, as_numpy, batched, check_shape, \
     progress_bar, timed
 
@@ -113,22 +113,68 @@ def compute_sims(model: Any, data: RetrievalData, *, batch_size: int = 64, show_
     return sims
 
 
+def encode_dual(model: Any, data: RetrievalData, *, batch_size: int = 64, show_progress: bool = True,
+                name: str = "", timings: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A dual encoder's (images, D) and (texts, D) float32 embeddings on ``data``."""
+    timings = {} if timings is None else timings
+    with timed(timings, "encode_images"):
+        img_blocks = _encode(model.encode_images, data.images, batch_size, "encode images", show_progress,
+                             name, True)
+    with timed(timings, "encode_texts"):
+        txt_blocks = _encode(model.encode_texts, data.texts, batch_size, "encode texts", show_progress,
+                             name, True)
+    img = np.concatenate(img_blocks) if img_blocks else np.zeros((0, 0), np.float32)
+    txt = np.concatenate(txt_blocks) if txt_blocks else np.zeros((0, 0), np.float32)
+    if img.shape[1] != txt.shape[1]:
+        raise PluginError(f"{name}: image embeddings have dimension {img.shape[1]} but text "
+                          f"embeddings {txt.shape[1]}; a dual encoder needs one shared space")
+    return img, txt
+
+
 def evaluate(model: Any, data: RetrievalData, *, batch_size: int = 64, show_progress: bool = True,
-             name: str = "", ties: str = "pessimistic") -> TaskResult:
+             name: str = "", ties: str = "pessimistic", memory_budget_mb: float | str = 512) -> TaskResult:
+    """Rank every caption for every image and every image for every caption.
+
+    Dual encoders: similarities are formed and ranked one row block at a time from the
+    embeddings (``memory_budget_mb`` bounds the working memory); cross scorers: the
+    matrix is filled tile by tile from ``score`` and then ranked.
+    """
     timings: dict[str, float] = {}
-    sims = compute_sims(model, data, batch_size=batch_size, show_progress=show_progress, name=name,
-                        timings=timings)
-    check_shape(sims, (len(data.images), len(data.texts)), what="similarity matrix", plugin=name)
-    with timed(timings, "metrics"):
-        res = retrieval_metrics(sims, data.text_image, folds=data.folds, ties=ties)
+    budget = float(memory_budget_mb)
+    dual = not hasattr(model, "score")
+    if dual:
+        img, txt = encode_dual(model, data, batch_size=batch_size, show_progress=show_progress, name=name,
+                               timings=timings)
+        with timed(timings, "similarity_and_metrics"):
+            res = retrieval_metrics_from_embeddings(img, txt, data.text_image, folds=data.folds, ties=ties,
+                                                    memory_budget_mb=budget)
+    else:
+        sims = compute_sims(model, data, batch_size=batch_size, show_progress=show_progress, name=name,
+                            timings=timings)
+        check_shape(sims, (len(data.images), len(data.texts)), what="similarity matrix", plugin=name)
+        with timed(timings, "metrics"):
+            res = retrieval_metrics(sims, data.text_image, folds=data.folds, ties=ties)
     details = {
         "n_images": len(data.images), "n_texts": len(data.texts), "folds": data.folds, "ties": ties,
         "i2t_tied_queries": res["i2t_tied"], "t2i_tied_queries": res["t2i_tied"],
-        "scorer": "dual-encoder" if not hasattr(model, "score") else "cross-attention",
+        "scorer": "dual-encoder" if dual else "cross-attention",
+        "captions_per_image": _captions_per_image(data.text_image),
+        "bootstrap_unit": "image with all its captions",
     }
-    return TaskResult(
-        metrics=res["metrics"],
-        per_sample={"i2t_rank": res["i2t_ranks"].tolist(), "t2i_rank": res["t2i_ranks"].tolist()},
-        sample_ids={"i2t_rank": data.image_ids, "t2i_rank": [f"t{j}" for j in range(len(data.texts))]},
-        details=details, timings=timings, extra={"sims": sims},
-    )
+    image_ids = data.image_ids
+    text_ids = [f"t{j}" for j in range(len(data.texts))]
+    per_sample = {"i2t_rank": res["i2t_ranks"].tolist(), "t2i_rank": res["t2i_ranks"].tolist(),
+                  "t2i_image": data.text_image.tolist()}
+    sample_ids = {"i2t_rank": image_ids, "t2i_rank": text_ids, "t2i_image": text_ids}
+    if data.folds > 1:
+        per_sample["image_fold"] = res["image_fold"].tolist()
+        sample_ids["image_fold"] = image_ids
+    return TaskResult(metrics=res["metrics"], per_sample=per_sample, sample_ids=sample_ids, details=details,
+                      timings=timings)
+
+
+def _captions_per_image(text_image: np.ndarray) -> dict[str, int]:
+    """{captions per image: number of images}, e.g. {"5": 4987, "6": 12, "7": 1} (protocol in force)."""
+    counts = np.bincount(text_image)
+    vals, n = np.unique(counts, return_counts=True)
+    return {str(int(v)): int(c) for v, c in zip(vals, n)}
