@@ -208,6 +208,10 @@ def _canonical(task: str, metric: str) -> str:
     return metric
 
 
+#: public name: the key a metric has in ``all_metric_values`` (grounding's ``acc@T`` is ``acc``)
+canonical_metric = _canonical
+
+
 def all_metric_values(task: str, per_sample: Mapping) -> dict[str, float]:
     """Every corpus metric recomputable from ``per_sample`` (grounding's top-1 accuracy as ``acc``)."""
     n, fn = _prepare(task, per_sample)
@@ -275,6 +279,43 @@ def task_cis(task: str, result, *, n_resamples: int = 1000, seed: int = 0,
     return out
 
 
+def paired_bootstrap_many(task: str, metrics, per_sample_a: Mapping, per_sample_b: Mapping, *,
+                          n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95) -> dict:
+    """Paired bootstrap of several metrics from one pass over the same resampled units.
+
+    Returns ``{metric: {"a", "b", "delta", "ci", "p_value", "n"}}``; each entry equals what
+    ``paired_bootstrap`` returns for that metric alone (same weights for the same seed).
+    Raises MMBenchError when the runs differ in size or a metric is not recomputable.
+    """
+    _check(n_resamples, confidence)
+    na, fa = _prepare(task, per_sample_a)
+    nb, fb = _prepare(task, per_sample_b)
+    if na != nb:
+        raise MMBenchError(f"paired bootstrap needs runs over the same samples: run A has {na} units, run B {nb}")
+    ones = np.ones(na, dtype=np.int64)
+    va, vb = fa(ones), fb(ones)
+    keys = {}
+    for m in metrics:
+        k = _canonical(task, m)
+        if k not in va or k not in vb:
+            raise MMBenchError(f"metric {m!r} cannot be recomputed from {task} per-sample data "
+                               f"(recomputable: {', '.join(sorted(va))})")
+        keys[m] = k
+    deltas = {m: np.empty(n_resamples) for m in keys}
+    for i, w in enumerate(_weights(na, n_resamples, seed)):
+        wa, wb = fa(w), fb(w)
+        for m, k in keys.items():
+            deltas[m][i] = wb[k] - wa[k]
+    out = {}
+    for m, k in keys.items():
+        d = deltas[m]
+        le, ge = int((d <= 0).sum()), int((d >= 0).sum())
+        p = min(1.0, 2 * min((le + 1) / (n_resamples + 1), (ge + 1) / (n_resamples + 1)))
+        out[m] = {"a": float(va[k]), "b": float(vb[k]), "delta": float(vb[k] - va[k]),
+                  "ci": _ci(d, confidence), "p_value": float(p), "n": int(na)}
+    return out
+
+
 def paired_bootstrap(task: str, metric: str, per_sample_a: Mapping, per_sample_b: Mapping, *,
                      n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95) -> dict:
     """Paired bootstrap of ``metric(b) - metric(a)`` over the same resampled units.
@@ -284,22 +325,5 @@ def paired_bootstrap(task: str, metric: str, per_sample_a: Mapping, per_sample_b
     twice the smaller share of resampled deltas on either side of 0 (with the +1
     correction, so it is never 0 and is 1 for identical runs).
     """
-    _check(n_resamples, confidence)
-    na, fa = _prepare(task, per_sample_a)
-    nb, fb = _prepare(task, per_sample_b)
-    if na != nb:
-        raise MMBenchError(f"paired bootstrap needs runs over the same samples: run A has {na} units, run B {nb}")
-    key = _canonical(task, metric)
-    ones = np.ones(na, dtype=np.int64)
-    va, vb = fa(ones), fb(ones)
-    if key not in va or key not in vb:
-        raise MMBenchError(f"metric {metric!r} cannot be recomputed from {task} per-sample data "
-                           f"(recomputable: {', '.join(sorted(va))})")
-    a, b = float(va[key]), float(vb[key])
-    deltas = np.empty(n_resamples)
-    for i, w in enumerate(_weights(na, n_resamples, seed)):
-        deltas[i] = fb(w)[key] - fa(w)[key]
-    le = int((deltas <= 0).sum())
-    ge = int((deltas >= 0).sum())
-    p = min(1.0, 2 * min((le + 1) / (n_resamples + 1), (ge + 1) / (n_resamples + 1)))
-    return {"a": a, "b": b, "delta": b - a, "ci": _ci(deltas, confidence), "p_value": float(p), "n": int(na)}
+    return paired_bootstrap_many(task, [metric], per_sample_a, per_sample_b, n_resamples=n_resamples,
+                                 seed=seed, confidence=confidence)[metric]

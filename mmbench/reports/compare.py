@@ -33,7 +33,6 @@ from mmbench.reports.leaderboard import HEADLINE
 CONVENTION_FIELDS = ("ties", "iou_convention", "threshold", "tokenizer")
 
 #: take every metric's paired test from one resampling pass (see paired_tests)
-_ONE_PASS = True
 
 #: the per-sample key whose ``sample_ids`` name the resampling units of each task
 UNIT_KEYS = {"retrieval": ("i2t_rank",), "grounding": ("hit", "hit_rank"),
@@ -384,60 +383,28 @@ def compare_pair(pair: RunPair, *, n_resamples: int = 1000, seed: int = 0, confi
 
 def paired_tests(task: str, metrics: list[str], psa: dict, psb: dict, *, n_resamples: int, seed: int,
                  confidence: float) -> dict[str, Any]:
-    """``paired_bootstrap`` for several metrics: {metric: result dict, or a reason string when untestable}.
+    """Paired bootstrap for several metrics: {metric: result dict, or a reason string when untestable}.
 
-    ``paired_bootstrap`` recomputes every metric on each resample but returns one, so calling it
-    per metric repeats the work once per metric (11x for retrieval: ~40 s instead of ~4 s at COCO-5K
-    size). When the bootstrap module's resampling pieces are available, all metrics are taken from
-    one pass over the same weight vectors, which gives results identical to ``paired_bootstrap``
-    (tests/test_compare.py checks this metric by metric).
+    All metrics come from one pass over the same resamples (``paired_bootstrap_many``): calling
+    ``paired_bootstrap`` per metric would redo the resampling once per metric (11x for retrieval).
     """
-    from mmbench.metrics import bootstrap as bs
+    from mmbench.metrics.bootstrap import all_metric_values, canonical_metric, paired_bootstrap_many
 
-    out: dict[str, Any] = {}
-    fast = _ONE_PASS and all(hasattr(bs, f) for f in ("_prepare", "_weights", "_canonical", "_ci", "_check"))
-    if fast:
+    try:
+        recomputable = set(all_metric_values(task, psa)) & set(all_metric_values(task, psb))
+    except MMBenchError as exc:
+        return {m: f"no paired test: {exc}" for m in metrics}
+    except (KeyError, ValueError, IndexError, TypeError) as exc:
+        return {m: f"no paired test: per-sample data unusable ({type(exc).__name__}: {exc})" for m in metrics}
+    ok = [m for m in metrics if canonical_metric(task, m) in recomputable]
+    out: dict[str, Any] = {m: (f"no paired test: {m!r} cannot be recomputed from {task} per-sample data "
+                               f"(recomputable: {', '.join(sorted(recomputable))})") for m in metrics if m not in ok}
+    if ok:
         try:
-            bs._check(n_resamples, confidence)
-            na, fa = bs._prepare(task, psa)
-            nb, fb = bs._prepare(task, psb)
-            if na != nb:
-                raise MMBenchError(f"paired bootstrap needs runs over the same samples: {na} vs {nb} units")
-            ones = np.ones(na, dtype=np.int64)
-            va, vb = fa(ones), fb(ones)
+            out.update(paired_bootstrap_many(task, ok, psa, psb, n_resamples=n_resamples, seed=seed,
+                                             confidence=confidence))
         except MMBenchError as exc:
-            return {m: f"no paired test: {exc}" for m in metrics}
-        except (KeyError, ValueError, IndexError, TypeError) as exc:
-            return {m: f"no paired test: per-sample data unusable ({type(exc).__name__}: {exc})" for m in metrics}
-        keys = {}
-        for m in metrics:
-            k = bs._canonical(task, m)
-            if k in va and k in vb:
-                keys[m] = k
-            else:
-                out[m] = (f"no paired test: {m!r} cannot be recomputed from {task} per-sample data "
-                          f"(recomputable: {', '.join(sorted(va))})")
-        deltas = {m: np.empty(n_resamples) for m in keys}
-        for i, w in enumerate(bs._weights(na, n_resamples, seed)):
-            wa, wb = fa(w), fb(w)
-            for m, k in keys.items():
-                deltas[m][i] = wb[k] - wa[k]
-        for m, k in keys.items():
-            d = deltas[m]
-            # two-sided p with the +1 correction, as paired_bootstrap (mmbench/metrics/bootstrap.py) defines it
-            le, ge = int((d <= 0).sum()), int((d >= 0).sum())
-            p = min(1.0, 2 * min((le + 1) / (n_resamples + 1), (ge + 1) / (n_resamples + 1)))
-            out[m] = {"a": float(va[k]), "b": float(vb[k]), "delta": float(vb[k] - va[k]),
-                      "ci": bs._ci(d, confidence), "p_value": float(p), "n": int(na)}
-        return out
-    for m in metrics:  # the public API, one metric at a time
-        try:
-            out[m] = bs.paired_bootstrap(task, m, psa, psb, n_resamples=n_resamples, seed=seed,
-                                         confidence=confidence)
-        except MMBenchError as exc:
-            out[m] = f"no paired test: {exc}"
-        except (KeyError, ValueError, IndexError, TypeError) as exc:
-            out[m] = f"no paired test: per-sample data unusable ({type(exc).__name__}: {exc})"
+            out.update({m: f"no paired test: {exc}" for m in ok})
     return out
 
 
