@@ -1,0 +1,50 @@
+"""mmbench hooks for SGRAF. Cheap: no torch import, no weights read until a run builds the model."""
+
+from __future__ import annotations
+
+from mmbench import hookimpl
+from mmbench.specs import ModelSpec, PublishedNumber
+
+from mmbench_sgraf import __version__
+
+_SRC = "Paranioar/SGRAF README"
+
+
+def _published() -> tuple[PublishedNumber, ...]:
+    # SGRAF README results table (SGR+SAF ensemble, i.e. checkpoint + checkpoint2), PROTOCOLS.md section 1.
+    rows = (
+        ("f30k_precomp", "test", "flickr30k-1k", (78.4, 94.6, 97.5), (58.2, 83.0, 89.1)),
+        ("coco_precomp", "testall", "coco-1k-5fold", (79.2, 96.5, 98.6), (63.5, 90.2, 95.8)),
+        ("coco_precomp", "testall", "coco-5k", (58.8, 84.8, 92.1), (41.6, 70.9, 81.5)),
+    )
+    out = []
+    for dataset, split, protocol, i2t, t2i in rows:
+        for direction, values in (("i2t", i2t), ("t2i", t2i)):
+            for k, v in zip((1, 5, 10), values):
+                out.append(PublishedNumber(dataset=dataset, metric=f"{direction}.R@{k}", value=v, protocol=protocol,
+                                           split=split, tolerance=0.5, source=_SRC))
+    return tuple(out)
+
+
+@hookimpl
+def mmbench_models():
+    return [ModelSpec(
+        name="sgraf",
+        task="retrieval",
+        factory="mmbench_sgraf.retrieval:build",
+        accepts=("regions",),
+        description=("SGRAF similarity reasoning (SGR) / attention filtration (SAF) cross-attention scorer "
+                     "loaded from an official model_best.pth.tar; without options, a small model trained on "
+                     "the demo dataset. Published numbers are the SGR+SAF ensemble (pass checkpoint2=)."),
+        version=__version__,
+        options={
+            "checkpoint": "official SGRAF model_best.pth.tar (SGR or SAF; default: the shipped demo model)",
+            "checkpoint2": "a second checkpoint (e.g. SAF next to an SGR checkpoint): scores are the mean of "
+                           "both, as SGRAF's ensemble evaluation does",
+            "vocab": "the SCAN-format <data_name>_vocab.json the checkpoint was trained with",
+            "device": "cpu | cuda | cuda:N (default: cuda when available, else cpu)",
+            "batch_size": "images / captions per block (default 64)",
+            "allow_unsafe_pickle": "true to load a checkpoint the restricted loader refuses (trusted files only)",
+        },
+        published=_published(),
+    )]

@@ -1,0 +1,30 @@
+"""mmbench hooks for VSE++. Cheap: no torch import, no weights read until a run builds the model."""
+
+from __future__ import annotations
+
+from mmbench import hookimpl
+from mmbench.specs import ModelSpec
+
+from mmbench_vsepp import __version__
+
+
+@hookimpl
+def mmbench_models():
+    return [ModelSpec(
+        name="vsepp",
+        task="retrieval",
+        factory="mmbench_vsepp.retrieval:build",
+        accepts=("regions",),
+        description=("VSE++ dual encoder (precomputed image features + GRU text encoder) loaded from an "
+                     "official *_precomp model_best.pth.tar; without options, a small model trained on the "
+                     "demo dataset (region rows mean-pooled to one vector per image)."),
+        version=__version__,
+        options={
+            "checkpoint": "official VSE++ model_best.pth.tar of a *_precomp run (default: the shipped demo model)",
+            "vocab": "the official vocab/<data_name>_vocab.pkl (read without running code) or a SCAN-format json",
+            "device": "cpu | cuda | cuda:N (default: cuda when available, else cpu)",
+            "batch_size": "images / captions per encoding batch (default 128)",
+            "allow_unsafe_pickle": "true to load a checkpoint the restricted loader refuses (trusted files only)",
+            "region_pool": "mean (default): average an image's region rows into one vector; none: require one",
+        },
+    )]

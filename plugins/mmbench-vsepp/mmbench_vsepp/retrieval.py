@@ -1,0 +1,109 @@
+"""The mmbench dual encoder around an official VSE++ precomp checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmbench.checkpoints import official_checkpoint, parse_bool, parse_int, resolve_device
+from mmbench.errors import DataError, PluginError
+from mmbench.text import Vocabulary, encode_captions
+
+from mmbench_vsepp.model import VSE
+
+DATA = Path(__file__).resolve().parent / "data"
+DEMO_CHECKPOINT = DATA / "demo" / "model_best.pth.tar"
+DEMO_VOCAB = DATA / "demo" / "demo_precomp_vocab.json"
+REQUIRED_OPT = ("img_dim", "word_dim", "embed_size", "vocab_size")
+OPTIONS = ("checkpoint", "vocab", "device", "batch_size", "allow_unsafe_pickle", "region_pool")
+
+
+def image_vectors(images, img_dim: int, *, region_pool: str) -> np.ndarray:
+    """(B, D) float32: one precomputed vector per image.
+
+    VSE++ precomp data has one vector per image; an image offering R > 1 region rows
+    (bottom-up features, the demo) is mean-pooled when ``region_pool=mean``.
+    """
+    out = []
+    for im in images:
+        r = getattr(im, "regions", None)
+        if r is None:
+            raise PluginError(f"vsepp: image {im.id!r} has no precomputed features (it offers {sorted(im.forms)}); "
+                              "vsepp takes the 'regions' input form")
+        r = np.asarray(r, dtype=np.float32)
+        if r.ndim == 1:
+            r = r[None]
+        if r.ndim != 2 or r.shape[1] != img_dim:
+            raise DataError(None, f"image {im.id!r}: features have shape {tuple(r.shape)}", field="regions",
+                            expected=f"({img_dim},) or (R, {img_dim}) to fit this VSE++ checkpoint")
+        if r.shape[0] > 1:
+            if region_pool != "mean":
+                raise DataError(None, f"image {im.id!r} has {r.shape[0]} region rows", field="regions",
+                                expected="one feature vector per image (or pass region_pool=mean)")
+            r = r.mean(0, keepdims=True)
+        out.append(r[0])
+    return np.stack(out) if out else np.zeros((0, img_dim), np.float32)
+
+
+class VSEPPRetrieval:
+    """Dual encoder: the harness forms similarities as dot products of the normalised embeddings."""
+
+    def __init__(self, checkpoint: str | None = None, vocab: str | None = None, device: str | None = None,
+                 batch_size: str | int = 128, allow_unsafe_pickle: str | bool = False, region_pool: str = "mean"):
+        if checkpoint is None and vocab is None:
+            checkpoint, vocab = DEMO_CHECKPOINT, DEMO_VOCAB
+        elif checkpoint is None or vocab is None:
+            raise PluginError("vsepp: give both checkpoint=PATH (model_best.pth.tar) and vocab=PATH "
+                              "(a SCAN-format vocab json), or neither for the demo model")
+        if region_pool not in ("mean", "none"):
+            raise PluginError(f"vsepp: option region_pool={region_pool!r}: expected mean or none")
+        self.region_pool = region_pool
+        self.checkpoint_path = str(checkpoint)
+        self.device = torch.device(resolve_device(device))
+        self.batch_size = parse_int(batch_size, option="batch_size")
+        unsafe = parse_bool(allow_unsafe_pickle, option="allow_unsafe_pickle")
+        opt, states, _ = official_checkpoint(checkpoint, n_modules=2, allow_unsafe_pickle=unsafe,
+                                             what="VSE++ checkpoint")
+        missing = [k for k in REQUIRED_OPT if k not in opt]
+        if missing:
+            raise DataError(checkpoint, f"lacks {missing}", field="opt", expected="VSE++ training options")
+        if opt.get("measure", "cosine") != "cosine":
+            raise DataError(checkpoint, f"is {opt.get('measure')!r}", field="opt.measure",
+                            expected="cosine (the order-embedding measure is not a dot product; not supported)")
+        if "fc.weight" not in states[0] or any(k.startswith("cnn.") for k in states[0]):
+            raise DataError(checkpoint, "is not the precomputed-feature image encoder", field="model[0]",
+                            expected="EncoderImagePrecomp weights (fc.weight, fc.bias): a *_precomp run")
+        self.opt = opt
+        self.vocab = Vocabulary.from_path(vocab)
+        if len(self.vocab) != int(opt["vocab_size"]):
+            raise DataError(vocab, f"has {len(self.vocab)} words but the checkpoint's opt.vocab_size is "
+                            f"{opt['vocab_size']}", field="word2idx", expected="the vocabulary the model was trained with")
+        self.model = VSE(opt)
+        try:
+            self.model.load_official(states)
+        except RuntimeError as exc:
+            raise DataError(checkpoint, f"state_dicts do not fit the architecture built from opt: {exc}",
+                            field="model", expected="official VSE++ [img_enc, txt_enc] weights") from None
+        self.model.to(self.device).eval()
+
+    @torch.no_grad()
+    def encode_images(self, images) -> np.ndarray:
+        feats = image_vectors(images, int(self.opt["img_dim"]), region_pool=self.region_pool)
+        return self.model.img_enc(torch.from_numpy(feats).to(self.device)).cpu().numpy()
+
+    @torch.no_grad()
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        if len(texts) == 0:
+            return np.zeros((0, int(self.opt["embed_size"])), np.float32)
+        ids, lengths = encode_captions(self.vocab, list(texts))
+        return self.model.txt_enc(torch.from_numpy(ids).to(self.device), torch.from_numpy(lengths)).cpu().numpy()
+
+
+def build(**options: Any) -> VSEPPRetrieval:
+    bad = sorted(set(options) - set(OPTIONS))
+    if bad:
+        raise PluginError(f"vsepp: unknown option(s) {bad}; known: {', '.join(OPTIONS)}")
+    return VSEPPRetrieval(**options)
