@@ -200,6 +200,11 @@ def run_eval(plugin: str, dataset: str, cfg: EvalConfig | None = None, *,
         result.metrics.update({k: float(v) for k, v in extra.items()})
         result.details["extra_metrics"] = sorted(extra)
 
+    model_details = getattr(model, "details", None)
+    if isinstance(model_details, dict) and model_details:
+        # training facts a model wants on record (best epoch, unlabelled samples used, ...)
+        result.details["model"] = dict(model_details)
+
     ci: dict[str, list[float]] = {}
     if cfg.bootstrap:
         from mmbench.metrics.bootstrap import task_cis

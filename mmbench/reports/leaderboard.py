@@ -45,6 +45,8 @@ def _columns(task: str, recs: list[RunRecord]) -> list[str]:
         for k in r.metrics:
             present[k] = True
     cols = [c for c in HEADLINE.get(task, []) if c in present]
+    # metrics a model adds itself (e.g. TMC's ECE) follow the task's headline metrics
+    cols += list(OrderedDict.fromkeys(m for r in recs for m in r.details.get("extra_metrics", []) if m in present))
     if task == "grounding":  # acc@<threshold> may use another threshold
         cols = [c for c in present if c.startswith("acc@")] + [c for c in cols if not c.startswith("acc@")]
     if not cols:
@@ -167,10 +169,12 @@ def to_rich(tables: list[Table]):
         pub = has_published(t)
         if pub:
             rt.add_column("vs published")
+        failures: list[str] = []
         for row in t.rows:
             if row["status"] != "ok":
-                msg = (row["error"] or "").splitlines()[0][:80] if row["error"] else ""
-                rt.add_row(Text(row["plugin"]), Text(f"failed: {msg}", style="red"),
+                # the cell is narrow: the full message goes under the table, where it can wrap
+                failures.append(f"{row['plugin']} failed: {(row['error'] or '').splitlines()[0] if row['error'] else ''}")
+                rt.add_row(Text(row["plugin"]), Text("failed ↓", style="red"),
                            *([""] * (len(t.columns) - 1 + (1 if pub else 0))))
                 continue
             cells = []
