@@ -78,22 +78,17 @@ def compute_sims(model: Any, data: RetrievalData, *, batch_size: int = 64, show_
                  name: str = "", timings: dict | None = None) -> np.ndarray:
     """The (images, texts) similarity matrix of ``model`` on ``data``."""
     timings = {} if timings is None else timings
-    dual = not hasattr(model, "score")
+    if not hasattr(model, "score"):
+        img, txt = encode_dual(model, data, batch_size=batch_size, show_progress=show_progress, name=name,
+                               timings=timings)
+        with timed(timings, "similarity"):
+            return img @ txt.T
     with timed(timings, "encode_images"):
         img_blocks = _encode(model.encode_images, data.images, batch_size, "encode images", show_progress,
-                             name, dual)
+                             name, False)
     with timed(timings, "encode_texts"):
         txt_blocks = _encode(model.encode_texts, data.texts, batch_size, "encode texts", show_progress,
-                             name, dual)
-    if dual:
-        with timed(timings, "similarity"):
-            img = np.concatenate(img_blocks) if img_blocks else np.zeros((0, 0), np.float32)
-            txt = np.concatenate(txt_blocks) if txt_blocks else np.zeros((0, 0), np.float32)
-            if img.shape[1] != txt.shape[1]:
-                raise PluginError(f"{name}: image embeddings have dimension {img.shape[1]} but text "
-                                  f"embeddings {txt.shape[1]}; a dual encoder needs one shared space")
-            sims = img @ txt.T
-        return sims
+                             name, False)
     n_img, n_txt = len(data.images), len(data.texts)
     sims = np.empty((n_img, n_txt), np.float32)
     i_sizes = [min(batch_size, n_img - s) for s in range(0, n_img, batch_size)]

@@ -33,13 +33,13 @@ import hashlib
 import io
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from mmbench.errors import DataError, MismatchError, MMBenchError, PluginError
+from mmbench.records import atomic_write_bytes
 
 MODALITIES = ("text", "image")
 TEXT_HASH_FEATURES = 2 ** 18
@@ -275,20 +275,7 @@ def _save_features(path: Path, X) -> None:
                  shape=np.array(X.shape, dtype=np.int64))
     else:
         np.savez(buf, kind=np.array("dense"), X=np.asarray(X, dtype=np.float32))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(buf.getvalue())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _load_features(path: Path):
