@@ -118,7 +118,9 @@ def _task_options(opts: dict[str, str]) -> dict:
 def _print_tables(recs) -> None:
     from mmbench.reports.leaderboard import build_tables, to_rich
 
-    for t in to_rich(build_tables(recs)):
+    # failures were already reported one paragraph each; a table of failed rows only adds noise
+    tables = [t for t in build_tables(recs) if any(r["status"] == "ok" for r in t.rows)]
+    for t in to_rich(tables):
         console.print(t)
 
 

@@ -234,11 +234,12 @@ def failed_record(plugin: str, dataset: str, cfg: EvalConfig, exc: BaseException
                   registry: Registry | None = None) -> records.RunRecord:
     reg = registry or get_registry()
     task = reg.models[plugin].task if plugin in reg.models else ""
+    split = cfg.split or (reg.datasets[dataset].default_split if dataset in reg.datasets else "")
     err = str(exc) if isinstance(exc, MMBenchError) else f"{type(exc).__name__}: {exc}"
     if debug:
         err += "\n" + "".join(traceback.format_exception(exc))
     return records.RunRecord(task=task, plugin={"name": plugin, "options": dict(cfg.options)},
-                             dataset={"name": dataset, "split": cfg.split or "", "protocol": ""},
+                             dataset={"name": dataset, "split": split, "protocol": ""},
                              status="failed", error=err, environment=records.environment())
 
 
