@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 import numpy as np
 import pytest
@@ -11,6 +10,7 @@ import torch
 
 from mmbench.checkpoints import load_checkpoint, official_checkpoint, parse_bool, resolve_device
 from mmbench.errors import DataError, PluginError, UnsafeFileError
+from mmbench.vse import write_unsafe_checkpoint
 
 
 @pytest.mark.shared
@@ -38,17 +38,24 @@ def test_numpy_scalars_are_allowed(tmp_path):
 
 def test_code_is_never_executed(tmp_path):
     marker = tmp_path / "pwned"
-
-    class Payload:
-        def __reduce__(self):
-            return (os.system, (f"touch {marker}",))
-
-    p = tmp_path / "evil.pth"
-    torch.save({"opt": Payload()}, p)
-    with pytest.raises(UnsafeFileError) as err:
-        load_checkpoint(p)
-    assert "system" in str(err.value) and str(p) in str(err.value)
+    for legacy in (False, True):
+        p = write_unsafe_checkpoint(tmp_path / f"evil{legacy}.pth", marker, legacy=legacy)
+        with pytest.raises(UnsafeFileError) as err:
+            load_checkpoint(p)
+        assert "system" in str(err.value) and str(p) in str(err.value)
     assert not marker.exists()
+
+
+def test_crafted_unsafe_checkpoint_really_runs_code_when_fully_unpickled(tmp_path):
+    # the test aid is only meaningful if its payload is live: torch's unrestricted loader runs it
+    marker = tmp_path / "ran"
+    p = write_unsafe_checkpoint(tmp_path / "m.pth", marker, n_modules=3, field="best_rsum")
+    assert not marker.exists()
+    ck = torch.load(p, weights_only=False)  # our own file, made just above
+    assert marker.exists() and ck["opt"] == {} and len(ck["model"]) == 3 and sorted(ck) == [
+        "Eiters", "best_rsum", "epoch", "model", "opt"]
+    with pytest.raises(ValueError, match="field"):
+        write_unsafe_checkpoint(tmp_path / "x.pth", marker, field="weights")
 
 
 def test_opt_in_loads_trusted_custom_objects(tmp_path):

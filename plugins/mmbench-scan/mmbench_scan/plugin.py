@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mmbench import hookimpl
+from mmbench import hookimpl, vse
 from mmbench.specs import ModelSpec
 
 from mmbench_scan import __version__
@@ -21,10 +21,7 @@ def mmbench_models():
         version=__version__,
         options={
             "checkpoint": "official SCAN model_best.pth.tar (default: the shipped demo model)",
-            "vocab": "the SCAN-format <data_name>_vocab.json the checkpoint was trained with",
-            "device": "cpu | cuda | cuda:N (default: cuda when available, else cpu)",
-            "batch_size": "images / captions per block (default 64)",
-            "allow_unsafe_pickle": "true to load a checkpoint the restricted loader refuses (trusted files only)",
+            **vse.loader_options(batch_size="images / captions per block (default 64)"),
             "precision": "float64 (default, as the official evaluation) or float32 (faster on GPUs)",
             "cross_attn": "override opt.cross_attn: t2i | i2t",
             "raw_feature_norm": "override opt.raw_feature_norm: clipped_l2norm | l2norm | clipped_l1norm | "

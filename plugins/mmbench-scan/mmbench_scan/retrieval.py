@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mmbench import vse
 from mmbench.checkpoints import official_checkpoint, parse_bool, parse_int, resolve_device
 from mmbench.errors import DataError, PluginError
 from mmbench.text import Vocabulary, encode_captions
@@ -15,8 +16,8 @@ from mmbench.text import Vocabulary, encode_captions
 from mmbench_scan.model import AGG_FUNCS, RAW_FEATURE_NORMS, SCAN
 
 DATA = Path(__file__).resolve().parent / "data"
-DEMO_CHECKPOINT = DATA / "demo_t2i" / "model_best.pth.tar"
-DEMO_VOCAB = DATA / "demo_t2i" / "demo_precomp_vocab.json"
+DEMO_DIR = DATA / "demo_t2i"
+DEMO_CHECKPOINT, DEMO_VOCAB = DEMO_DIR / vse.CHECKPOINT_FILE, DEMO_DIR / vse.VOCAB_FILE
 REQUIRED_OPT = ("img_dim", "word_dim", "embed_size", "vocab_size")
 #: elements of the largest (pairs x items x embed) temporary per scoring chunk (bounded memory)
 PAIR_CHUNK_ELEMENTS = 1 << 23
@@ -25,41 +26,13 @@ EVAL_OVERRIDES = ("cross_attn", "raw_feature_norm", "agg_func", "lambda_lse", "l
 OPTIONS = ("checkpoint", "vocab", "device", "batch_size", "allow_unsafe_pickle", "precision", *EVAL_OVERRIDES)
 
 
-def stack_regions(images, img_dim: int, *, plugin: str) -> np.ndarray:
-    """(B, R, D) float32 from ImageItems' region features, with clear errors."""
-    out = []
-    for im in images:
-        r = getattr(im, "regions", None)
-        if r is None:
-            raise PluginError(f"{plugin}: image {im.id!r} has no region features (it offers "
-                              f"{sorted(im.forms)}); {plugin} takes the 'regions' input form")
-        r = np.asarray(r, dtype=np.float32)
-        if r.ndim != 2 or r.shape[1] != img_dim:
-            raise DataError(None, f"image {im.id!r}: region features have shape {tuple(r.shape)}",
-                            field="regions", expected=f"(R, {img_dim}) to fit this {plugin} checkpoint")
-        out.append(r)
-    if len({r.shape[0] for r in out}) > 1:
-        raise DataError(None, "images in one batch have different region counts", field="regions",
-                        expected="the same number of regions for every image")
-    return np.stack(out) if out else np.zeros((0, 0, img_dim), np.float32)
-
-
-def _not_empty(items, what: str) -> None:
-    if len(items) == 0:
-        raise PluginError(f"scan: {what}() got an empty batch (a cross-attention block needs at least one item)")
-
-
 class SCANRetrieval:
     """Cross-attention scorer: ``encode_images``/``encode_texts`` return per-batch blocks, ``score`` a tile."""
 
     def __init__(self, checkpoint: str | None = None, vocab: str | None = None, device: str | None = None,
                  batch_size: str | int = 64, allow_unsafe_pickle: str | bool = False, precision: str = "float64",
                  **overrides: Any):
-        if checkpoint is None and vocab is None:
-            checkpoint, vocab = DEMO_CHECKPOINT, DEMO_VOCAB
-        elif checkpoint is None or vocab is None:
-            raise PluginError("scan: give both checkpoint=PATH (model_best.pth.tar) and vocab=PATH "
-                              "(the <data_name>_vocab.json it was trained with), or neither for the demo model")
+        checkpoint, vocab = vse.checkpoint_and_vocab("scan", checkpoint, vocab, DEMO_DIR)
         self.checkpoint_path = str(checkpoint)
         self.device = torch.device(resolve_device(device))
         self.batch_size = parse_int(batch_size, option="batch_size")
@@ -69,22 +42,14 @@ class SCANRetrieval:
         unsafe = parse_bool(allow_unsafe_pickle, option="allow_unsafe_pickle")
         opt, states, _ = official_checkpoint(checkpoint, n_modules=2, allow_unsafe_pickle=unsafe,
                                              what="SCAN checkpoint")
-        missing = [k for k in REQUIRED_OPT if k not in opt]
-        if missing:
-            raise DataError(checkpoint, f"lacks {missing}", field="opt", expected="SCAN training options")
+        vse.require_opt(opt, REQUIRED_OPT, checkpoint, what="SCAN")
         opt.update(self._overrides(overrides))
         self._check_opt(opt, checkpoint)
         self.opt = opt
         self.vocab = Vocabulary.from_path(vocab)
-        if len(self.vocab) != int(opt["vocab_size"]):
-            raise DataError(vocab, f"has {len(self.vocab)} words but the checkpoint's opt.vocab_size is "
-                            f"{opt['vocab_size']}", field="word2idx", expected="the vocabulary the model was trained with")
+        vse.check_vocab_size(self.vocab, vocab, opt)
         self.model = SCAN(opt)
-        try:
-            self.model.load_official(states)
-        except RuntimeError as exc:
-            raise DataError(checkpoint, f"state_dicts do not fit the architecture built from opt: {exc}",
-                            field="model", expected="official SCAN [img_enc, txt_enc] weights") from None
+        vse.load_official_states(self.model, states, checkpoint, expected="official SCAN [img_enc, txt_enc] weights")
         self.model.to(self.device).eval()
 
     @staticmethod
@@ -113,13 +78,13 @@ class SCANRetrieval:
 
     @torch.no_grad()
     def encode_images(self, images) -> torch.Tensor:
-        _not_empty(images, 'encode_images')
-        feats = stack_regions(images, int(self.opt["img_dim"]), plugin="scan")
+        vse.not_empty(images, "encode_images", plugin="scan")
+        feats = vse.stack_regions(images, int(self.opt["img_dim"]), plugin="scan")
         return self.model.img_enc(torch.from_numpy(feats).to(self.device)).to(self.dtype)
 
     @torch.no_grad()
     def encode_texts(self, texts: list[str]) -> dict:
-        _not_empty(texts, 'encode_texts')
+        vse.not_empty(texts, "encode_texts", plugin="scan")
         ids, lengths = encode_captions(self.vocab, list(texts))
         c = self.model.txt_enc(torch.from_numpy(ids).to(self.device), torch.from_numpy(lengths))
         mask = torch.arange(c.size(1), device=c.device).unsqueeze(0) < torch.from_numpy(lengths).to(c.device)[:, None]
@@ -140,7 +105,5 @@ class SCANRetrieval:
 
 
 def build(**options: Any) -> SCANRetrieval:
-    bad = sorted(set(options) - set(OPTIONS))
-    if bad:
-        raise PluginError(f"scan: unknown option(s) {bad}; known: {', '.join(OPTIONS)}")
+    vse.check_options("scan", options, OPTIONS)
     return SCANRetrieval(**options)

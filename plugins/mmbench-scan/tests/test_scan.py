@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ import torch
 from mmbench.errors import DataError, PluginError, UnsafeFileError
 from mmbench.tasks.base import DatasetMeta, ImageItem
 from mmbench.tasks.retrieval import RetrievalData, compute_sims, evaluate
+from mmbench.vse import write_unsafe_checkpoint
 from mmbench_scan.retrieval import build
 
 CKPTS = ("model_best.pth.tar", "model_best_legacy_cudatag.pth.tar")
@@ -105,14 +105,7 @@ def test_weight_norm_image_encoder_loads_legacy_names():
 
 def test_unsafe_pickle_is_refused_without_running_it(tmp_path):
     marker = tmp_path / "executed"
-
-    class Payload:
-        def __reduce__(self):
-            return (os.system, (f"touch {marker}",))
-
-    path = tmp_path / "model_best.pth.tar"
-    torch.save({"epoch": 0, "model": [{}, {}], "best_rsum": Payload(), "opt": {}, "Eiters": 0}, path,
-               _use_new_zipfile_serialization=False)  # legacy format too
+    path = write_unsafe_checkpoint(tmp_path / "model_best.pth.tar", marker, field="best_rsum", legacy=True)
     vocab = tmp_path / "vocab.json"
     vocab.write_text(json.dumps({"word2idx": {"<pad>": 0, "<start>": 1, "<end>": 2, "<unk>": 3}}))
     with pytest.raises(UnsafeFileError, match="system"):

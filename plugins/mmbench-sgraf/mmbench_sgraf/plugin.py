@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mmbench import hookimpl
+from mmbench import hookimpl, vse
 from mmbench.specs import ModelSpec, PublishedNumber
 
 from mmbench_sgraf import __version__
@@ -41,10 +41,7 @@ def mmbench_models():
             "checkpoint": "official SGRAF model_best.pth.tar (SGR or SAF; default: the shipped demo model)",
             "checkpoint2": "a second checkpoint (e.g. SAF next to an SGR checkpoint): scores are the mean of "
                            "both, as SGRAF's ensemble evaluation does",
-            "vocab": "the SCAN-format <data_name>_vocab.json the checkpoint was trained with",
-            "device": "cpu | cuda | cuda:N (default: cuda when available, else cpu)",
-            "batch_size": "images / captions per block (default 64)",
-            "allow_unsafe_pickle": "true to load a checkpoint the restricted loader refuses (trusted files only)",
+            **vse.loader_options(batch_size="images / captions per block (default 64)"),
         },
         published=_published(),
     )]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mmbench import hookimpl
+from mmbench import hookimpl, vse
 from mmbench.specs import ModelSpec
 
 from mmbench_vsepp import __version__
@@ -21,10 +21,8 @@ def mmbench_models():
         version=__version__,
         options={
             "checkpoint": "official VSE++ model_best.pth.tar of a *_precomp run (default: the shipped demo model)",
-            "vocab": "the official vocab/<data_name>_vocab.pkl (read without running code) or a SCAN-format json",
-            "device": "cpu | cuda | cuda:N (default: cuda when available, else cpu)",
-            "batch_size": "images / captions per encoding batch (default 128)",
-            "allow_unsafe_pickle": "true to load a checkpoint the restricted loader refuses (trusted files only)",
+            **vse.loader_options(vocab="the official vocab/<data_name>_vocab.pkl (read without running code) or a "
+                                       "SCAN-format json", batch_size="images / captions per encoding batch (default 128)"),
             "region_pool": "mean (default): average an image's region rows into one vector; none: require one",
         },
     )]

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mmbench import vse
 from mmbench.checkpoints import official_checkpoint, parse_bool, parse_int, resolve_device
 from mmbench.errors import DataError, PluginError
 from mmbench.text import Vocabulary, encode_captions
@@ -15,8 +16,8 @@ from mmbench.text import Vocabulary, encode_captions
 from mmbench_vsepp.model import VSE
 
 DATA = Path(__file__).resolve().parent / "data"
-DEMO_CHECKPOINT = DATA / "demo" / "model_best.pth.tar"
-DEMO_VOCAB = DATA / "demo" / "demo_precomp_vocab.json"
+DEMO_DIR = DATA / "demo"
+DEMO_CHECKPOINT, DEMO_VOCAB = DEMO_DIR / vse.CHECKPOINT_FILE, DEMO_DIR / vse.VOCAB_FILE
 REQUIRED_OPT = ("img_dim", "word_dim", "embed_size", "vocab_size")
 OPTIONS = ("checkpoint", "vocab", "device", "batch_size", "allow_unsafe_pickle", "region_pool")
 
@@ -53,11 +54,8 @@ class VSEPPRetrieval:
 
     def __init__(self, checkpoint: str | None = None, vocab: str | None = None, device: str | None = None,
                  batch_size: str | int = 128, allow_unsafe_pickle: str | bool = False, region_pool: str = "mean"):
-        if checkpoint is None and vocab is None:
-            checkpoint, vocab = DEMO_CHECKPOINT, DEMO_VOCAB
-        elif checkpoint is None or vocab is None:
-            raise PluginError("vsepp: give both checkpoint=PATH (model_best.pth.tar) and vocab=PATH "
-                              "(a SCAN-format vocab json), or neither for the demo model")
+        checkpoint, vocab = vse.checkpoint_and_vocab("vsepp", checkpoint, vocab, DEMO_DIR,
+                                                     vocab_hint="a SCAN-format vocab json")
         if region_pool not in ("mean", "none"):
             raise PluginError(f"vsepp: option region_pool={region_pool!r}: expected mean or none")
         self.region_pool = region_pool
@@ -67,9 +65,7 @@ class VSEPPRetrieval:
         unsafe = parse_bool(allow_unsafe_pickle, option="allow_unsafe_pickle")
         opt, states, _ = official_checkpoint(checkpoint, n_modules=2, allow_unsafe_pickle=unsafe,
                                              what="VSE++ checkpoint")
-        missing = [k for k in REQUIRED_OPT if k not in opt]
-        if missing:
-            raise DataError(checkpoint, f"lacks {missing}", field="opt", expected="VSE++ training options")
+        vse.require_opt(opt, REQUIRED_OPT, checkpoint, what="VSE++")
         if opt.get("measure", "cosine") != "cosine":
             raise DataError(checkpoint, f"is {opt.get('measure')!r}", field="opt.measure",
                             expected="cosine (the order-embedding measure is not a dot product; not supported)")
@@ -78,15 +74,9 @@ class VSEPPRetrieval:
                             expected="EncoderImagePrecomp weights (fc.weight, fc.bias): a *_precomp run")
         self.opt = opt
         self.vocab = Vocabulary.from_path(vocab)
-        if len(self.vocab) != int(opt["vocab_size"]):
-            raise DataError(vocab, f"has {len(self.vocab)} words but the checkpoint's opt.vocab_size is "
-                            f"{opt['vocab_size']}", field="word2idx", expected="the vocabulary the model was trained with")
+        vse.check_vocab_size(self.vocab, vocab, opt)
         self.model = VSE(opt)
-        try:
-            self.model.load_official(states)
-        except RuntimeError as exc:
-            raise DataError(checkpoint, f"state_dicts do not fit the architecture built from opt: {exc}",
-                            field="model", expected="official VSE++ [img_enc, txt_enc] weights") from None
+        vse.load_official_states(self.model, states, checkpoint, expected="official VSE++ [img_enc, txt_enc] weights")
         self.model.to(self.device).eval()
 
     @torch.no_grad()
@@ -103,7 +93,5 @@ class VSEPPRetrieval:
 
 
 def build(**options: Any) -> VSEPPRetrieval:
-    bad = sorted(set(options) - set(OPTIONS))
-    if bad:
-        raise PluginError(f"vsepp: unknown option(s) {bad}; known: {', '.join(OPTIONS)}")
+    vse.check_options("vsepp", options, OPTIONS)
     return VSEPPRetrieval(**options)
