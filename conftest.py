@@ -33,3 +33,16 @@ def parity_dir(shared_dir) -> Path:
     if not d.is_dir():
         pytest.skip(f"{d} not found")
     return d
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch on one thread for a test module (tiny tensors: OpenMP spin-waiting dominates on a busy CPU).
+
+    Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``.
+    """
+    torch = pytest.importorskip("torch")
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

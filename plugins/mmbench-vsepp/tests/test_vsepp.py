@@ -17,13 +17,7 @@ from mmbench_vsepp.retrieval import build
 CKPTS = ("model_best.pth.tar", "model_best_legacy_cudatag.pth.tar")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # tiny tensors: with several OpenMP threads on a busy shared CPU, spin-waiting dominates
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _fixture(parity_dir, as_rows: bool = True):
