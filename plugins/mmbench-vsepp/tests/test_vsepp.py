@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from mmbench.errors import DataError, UnsafeFileError
 from mmbench.tasks.base import DatasetMeta, ImageItem
