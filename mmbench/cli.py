@@ -42,7 +42,8 @@ def eval_cmd(
                                                        help="Dataset option key=value (repeatable)."),
     task_option: Optional[List[str]] = typer.Option(
         None, "--task-option", "-T",
-        help="Task option key=value: ties=pessimistic|optimistic and memory_budget_mb=512 (retrieval); "
+        help="Task option key=value: ties=pessimistic|optimistic and memory_budget_mb=512 (retrieval: working "
+             "memory for similarities, dual and cross-attention scorers); "
              "tokenizer=python|ptb|whitespace (captioning; python, the Java-free PTB equivalent, is the "
              "default, ptb runs the Java reference); threshold=0.5 and convention=continuous|inclusive|giou "
              "(grounding)."),

@@ -20,7 +20,9 @@ Ranks are counted, never sorted: one pass over the similarities in cache-sized r
 chunks compares each row with its best ground-truth score (i2t) and each column with
 its ground-truth score (t2i). From embeddings, similarities are formed one row block at
 a time (``memory_budget_mb`` bounds the block), so no full images x captions matrix ever
-exists.
+exists. From a cross scorer's score tiles (:func:`retrieval_metrics_from_tiles`), ground-truth
+scores come first from the tiles holding them, then the tiles are swept and counted within
+the budget, with the same counter, so ranks equal those of the assembled matrix.
 """
 
 from __future__ import annotations
@@ -56,11 +58,13 @@ def _check_ties(ties: str) -> None:
 
 
 class _RankCounter:
-    """Accumulates i2t and t2i rank counts over row blocks of an (images, texts) score matrix.
+    """Accumulates i2t and t2i rank counts over blocks of an (images, texts) score matrix.
 
-    ``gt_t[j]`` is the ground-truth score of caption j. Each block's own entries are
-    overwritten with ``gt_t`` before counting, so every comparison is made on one
-    consistent matrix even when ``gt_t`` was computed by a separate product.
+    ``gt_t[j]`` is the ground-truth score of caption j. A block covers rows ``a ..`` and
+    columns ``c0 ..``; each block's ground-truth entries are overwritten with ``gt_t``
+    before counting (when it is writable), so every comparison is made on one consistent
+    matrix even when ``gt_t`` was computed separately. Counts are sums, so the blocks may
+    tile the matrix in any way, each entry counted once.
     """
 
     def __init__(self, ti: np.ndarray, n_images: int, gt_t: np.ndarray):
@@ -80,47 +84,55 @@ class _RankCounter:
         self.col_gt = np.zeros(n_txt, np.int64)
         self.row_ge = np.zeros(n_images, np.int64)
         self.row_gt = np.zeros(n_images, np.int64)
-        self._buf = np.empty((_CHUNK_ROWS, n_txt), dtype=bool)
-        self._acc_ge = np.zeros(n_txt, np.int32)
-        self._acc_gt = np.zeros(n_txt, np.int32)
+        self._width = 0  # scratch buffers sized to the widest block seen
 
-    def add(self, a: int, block: np.ndarray, writable: bool) -> None:
-        """Count rows ``a .. a + len(block)``; ``block`` may be overwritten when ``writable``."""
-        b = a + block.shape[0]
+    def _scratch(self, w: int):
+        if w > self._width:
+            self._width = w
+            self._flat = np.empty(_CHUNK_ROWS * w, dtype=bool)
+            self._acc_ge = np.zeros(w, np.int32)
+            self._acc_gt = np.zeros(w, np.int32)
+        return self._acc_ge[:w], self._acc_gt[:w]
+
+    def add(self, a: int, block: np.ndarray, writable: bool, c0: int = 0) -> None:
+        """Count rows ``a .. a + len(block)``, columns ``c0 .. c0 + block.shape[1]``;
+        ``block`` may be overwritten when ``writable``."""
+        n_rows, w = block.shape
+        b, c1 = a + n_rows, c0 + w
         caps = self.order[self.bounds[a]:self.bounds[b]]
-        if caps.size:
-            rows = self.ti[caps] - a
-            if writable:
-                block[rows, caps] = self.gt_t[caps]
-        gt_t = self.gt_t
-        for c0 in range(0, block.shape[0], _CHUNK_ROWS):
-            chunk = block[c0:c0 + _CHUNK_ROWS]
+        if caps.size and writable:
+            caps = caps[(caps >= c0) & (caps < c1)]
+            block[self.ti[caps] - a, caps - c0] = self.gt_t[caps]
+        gt_t = self.gt_t[c0:c1]
+        acc_ge, acc_gt = self._scratch(w)
+        for r0 in range(0, n_rows, _CHUNK_ROWS):
+            chunk = block[r0:r0 + _CHUNK_ROWS]
             n = chunk.shape[0]
             # a NaN compares false both ways and would silently rank as "not ahead": refuse it.
             # Summing is cheaper than isfinite(); an overflowing sum falls back to the exact test.
             if not np.isfinite(np.add.reduce(chunk, axis=None)) and not np.isfinite(chunk).all():
                 bad = np.argwhere(~np.isfinite(chunk))[0]
-                raise MMBenchError(f"similarity matrix has a NaN/inf value at image {a + c0 + bad[0]}, "
-                                   f"caption {bad[1]}")
-            buf = self._buf[:n]
+                raise MMBenchError(f"similarity matrix has a NaN/inf value at image {a + r0 + bad[0]}, "
+                                   f"caption {c0 + bad[1]}")
+            buf = self._flat[:n * w].reshape(n, w)
             u = buf.view(np.uint8)
-            best = self.best[a + c0:a + c0 + n, None]
+            best = self.best[a + r0:a + r0 + n, None]
             # column counts of <= 32 rows fit in uint8
             np.greater_equal(chunk, gt_t, out=buf)
-            self._acc_ge += np.add.reduce(u, axis=0, dtype=np.uint8)
+            acc_ge += np.add.reduce(u, axis=0, dtype=np.uint8)
             np.greater(chunk, gt_t, out=buf)
-            self._acc_gt += np.add.reduce(u, axis=0, dtype=np.uint8)
+            acc_gt += np.add.reduce(u, axis=0, dtype=np.uint8)
             np.greater_equal(chunk, best, out=buf)
             for r in range(n):
-                self.row_ge[a + c0 + r] = np.count_nonzero(buf[r])
+                self.row_ge[a + r0 + r] += np.count_nonzero(buf[r])
             np.greater(chunk, best, out=buf)
             for r in range(n):
-                self.row_gt[a + c0 + r] = np.count_nonzero(buf[r])
+                self.row_gt[a + r0 + r] += np.count_nonzero(buf[r])
         # int32 partial sums cannot overflow within one block of < 2**31 rows
-        self.col_ge += self._acc_ge
-        self.col_gt += self._acc_gt
-        self._acc_ge[:] = 0
-        self._acc_gt[:] = 0
+        self.col_ge[c0:c1] += acc_ge
+        self.col_gt[c0:c1] += acc_gt
+        acc_ge[:] = 0
+        acc_gt[:] = 0
 
     def result(self, ties: str):
         # t2i: the caption's own image always ties its own score (>=, not >)
@@ -295,3 +307,157 @@ def retrieval_metrics_from_embeddings(img, txt, text_image, *, folds: int = 1, t
                                      memory_budget_mb=memory_budget_mb)
 
     return _assemble(img.shape[0], txt.shape[0], ti, folds, rank_fn)
+
+
+def _check_starts(starts, what: str) -> np.ndarray:
+    s = np.asarray(starts, dtype=np.int64).reshape(-1)
+    if s.size < 1 or s[0] != 0 or (s.size > 1 and (np.diff(s) <= 0).any()):
+        raise MMBenchError(f"{what} block starts must begin at 0 and increase strictly (one entry per block "
+                           f"plus the total), got {s[:8].tolist()}{' ...' if s.size > 8 else ''}")
+    return s
+
+
+class _TileSweep:
+    """Exact ranks of one (images x texts) part, e.g. one fold, from score tiles.
+
+    The full matrix is made of tiles ``score_tile(k, m)``: image block k (rows
+    ``i_starts[k] .. i_starts[k+1]``) x text block m. The part keeps rows ``lo .. hi`` and
+    the sorted global columns ``cols``; only tiles meeting them are scored, and every score
+    used comes from one of those tiles, so the ranks equal those of ranking the assembled
+    matrix (as ``compute_sims`` + :func:`retrieval_metrics` would) for any deterministic scorer.
+
+    Pass 1 scores the tiles holding a ground-truth pair and keeps each caption's
+    ground-truth score (and, while they fit in half the budget, the tiles themselves, so
+    pass 2 need not score them again). Pass 2 sweeps image block by image block, copying
+    the block's tiles into a (block rows, W) buffer sized to the rest of the budget and
+    counting each full buffer with :class:`_RankCounter`. Working memory: the buffer plus
+    the cached tiles, at most ``budget_bytes`` or, if that is smaller, one tile; plus O(images
+    + texts) counters.
+    """
+
+    def __init__(self, lo, hi, cols, ti, i_starts, t_starts, budget_bytes: float):
+        self.lo, self.hi, self.cols = lo, hi, cols
+        self.lti = ti[cols] - lo
+        self.i_starts, self.t_starts = i_starts, t_starts
+        # image blocks meeting rows lo..hi: (k, tile row slice, local first row)
+        self.iblocks = []
+        for k in range(np.searchsorted(i_starts, lo, "right") - 1, len(i_starts) - 1):
+            r0, r1 = max(lo, i_starts[k]), min(hi, i_starts[k + 1])
+            if r0 >= hi:
+                break
+            self.iblocks.append((k, slice(int(r0 - i_starts[k]), int(r1 - i_starts[k])), int(r0 - lo)))
+        # text blocks meeting cols: (m, tile column selector, local first column, width)
+        p = np.searchsorted(cols, t_starts)
+        self.tblocks = []
+        for m in range(len(t_starts) - 1):
+            p0, p1 = int(p[m]), int(p[m + 1])
+            if p1 == p0:
+                continue
+            c = cols[p0:p1] - t_starts[m]
+            sel = slice(int(c[0]), int(c[-1]) + 1) if c[-1] - c[0] == p1 - p0 - 1 else c
+            self.tblocks.append((m, sel, p0, p1 - p0))
+        tb_index = {m: q for q, (m, *_rest) in enumerate(self.tblocks)}
+        # pass-1 tiles: those holding a ground-truth pair, in sweep order
+        order = np.argsort(self.lti, kind="stable")
+        bounds = np.searchsorted(self.lti[order], np.arange(hi - lo + 1))
+        tb_of = np.searchsorted(t_starts, cols, "right") - 1  # text block of each local column
+        self.gt_tiles = []  # (iblock index, tblock index, local captions in it)
+        for q, (k, rs, a) in enumerate(self.iblocks):
+            caps = order[bounds[a]:bounds[a + rs.stop - rs.start]]
+            blocks = tb_of[caps]
+            for m in np.unique(blocks):
+                self.gt_tiles.append((q, tb_index[int(m)], caps[blocks == m]))
+        rows = max((rs.stop - rs.start for _, rs, _ in self.iblocks), default=1)
+        widest = max((w for *_rest, w in self.tblocks), default=1)
+        # cache pass-1 tiles while they fit in half the budget, leaving the buffer room for one tile
+        cache_limit = cache_left = max(0.0, min(budget_bytes / 2, budget_bytes - 4 * rows * widest))
+        self.cached = set()
+        for q, r, _ in self.gt_tiles:
+            nbytes = 4 * (self.iblocks[q][1].stop - self.iblocks[q][1].start) * self.tblocks[r][3]
+            if nbytes > cache_left:
+                break
+            cache_left -= nbytes
+            self.cached.add((q, r))
+        self.cache_bytes = cache_limit - cache_left
+        self.buf_cols = int(max(1, min(len(cols), max(widest, (budget_bytes - self.cache_bytes) // (4 * rows)))))
+        self.buf_rows = rows
+        self.n_calls = len(self.gt_tiles) + len(self.iblocks) * len(self.tblocks) - len(self.cached)
+
+    @property
+    def peak_bytes(self) -> int:
+        """Bytes of the float32 buffer plus cached tiles (the budgeted working memory)."""
+        return int(4 * self.buf_rows * self.buf_cols + self.cache_bytes)
+
+    def _tile(self, score_tile, q, r) -> np.ndarray:
+        k, rs, _ = self.iblocks[q]
+        m, cs, _, _ = self.tblocks[r]
+        # float32, as compute_sims stores it
+        return np.asarray(score_tile(k, m), dtype=np.float32)[rs][:, cs]
+
+    def run(self, score_tile, ties: str, advance):
+        gt = np.empty(len(self.cols), np.float32)
+        cache = {}
+        for q, r, caps in self.gt_tiles:
+            tile = self._tile(score_tile, q, r)
+            advance()
+            gt[caps] = tile[self.lti[caps] - self.iblocks[q][2], caps - self.tblocks[r][2]]
+            if (q, r) in self.cached:
+                cache[q, r] = tile.copy()  # a model may reuse its output buffer
+        counter = _RankCounter(self.lti, self.hi - self.lo, gt)
+        buf = np.empty((self.buf_rows, self.buf_cols), np.float32)
+        for q, (_, rs, a) in enumerate(self.iblocks):
+            n = rs.stop - rs.start
+            c0 = w = 0
+            for r, (_, _, p0, width) in enumerate(self.tblocks):
+                if w + width > self.buf_cols:
+                    counter.add(a, buf[:n, :w], writable=True, c0=c0)
+                    c0, w = p0, 0
+                tile = cache.pop((q, r), None)
+                if tile is None:
+                    tile = self._tile(score_tile, q, r)
+                    advance()
+                buf[:n, w:w + width] = tile
+                w += width
+            counter.add(a, buf[:n, :w], writable=True, c0=c0)
+        return counter.result(ties)
+
+
+def retrieval_metrics_from_tiles(score_tile, image_starts, text_starts, text_image, *, folds: int = 1,
+                                 ties: str = "pessimistic", memory_budget_mb: float = 512, progress=None) -> dict:
+    """All retrieval metrics of a matrix given as tiles, never holding it whole.
+
+    ``score_tile(k, m)`` returns the scores of image block k (rows ``image_starts[k] ..
+    image_starts[k+1]``) against text block m (``text_starts`` likewise; both end with the
+    total). Ranks, tie counts and metrics equal :func:`retrieval_metrics` on the assembled
+    float32 matrix, provided ``score_tile`` returns the same values when called twice (a
+    tile holding ground-truth pairs is scored twice only when the budget cannot cache it).
+    In fold mode only the tiles meeting a fold's rows and columns are scored.
+    ``progress(total)``, if given, is a context manager yielding ``advance()``, called once
+    per ``score_tile`` call. The result also holds ``score_calls`` and ``working_bytes``
+    (the float32 buffer plus cached tiles, at most ``memory_budget_mb`` or one tile).
+    """
+    _check_ties(ties)
+    i_starts = _check_starts(image_starts, "image")
+    t_starts = _check_starts(text_starts, "text")
+    n_img, n_txt = int(i_starts[-1]), int(t_starts[-1])
+    ti = check_text_image(text_image, n_img, n_txt)
+    if folds == 1:
+        parts = [(0, n_img, np.arange(n_txt))]
+    else:
+        parts = [(lo, hi, t_idx) for lo, hi, t_idx in fold_slices(n_img, ti, folds)]
+    budget = float(memory_budget_mb) * 2**20
+    sweeps = [_TileSweep(lo, hi, cols, ti, i_starts, t_starts, budget) for lo, hi, cols in parts]
+    total = sum(s.n_calls for s in sweeps)
+    results = []
+    if progress is None:
+        for s in sweeps:
+            results.append(s.run(score_tile, ties, lambda n=1: None))
+    else:
+        with progress(total) as advance:
+            for s in sweeps:
+                results.append(s.run(score_tile, ties, advance))
+    it = iter(results)
+    out = _assemble(n_img, n_txt, ti, folds, lambda lo, hi, t_idx: next(it))
+    out["score_calls"] = total
+    out["working_bytes"] = max(s.peak_bytes for s in sweeps)
+    return out

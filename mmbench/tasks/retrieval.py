@@ -21,7 +21,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from mmbench.errors import PluginError
-from mmbench.metrics.retrieval import check_text_image, retrieval_metrics, retrieval_metrics_from_embeddings
+from mmbench.metrics.retrieval import check_text_image, retrieval_metrics_from_embeddings, \
+    retrieval_metrics_from_tiles
 from mmbench.tasks.base import DatasetMeta, ImageItem, TaskResult, as_numpy, batched, check_shape, \
     progress_bar, timed
 
@@ -126,13 +127,21 @@ def encode_dual(model: Any, data: RetrievalData, *, batch_size: int = 64, show_p
     return img, txt
 
 
+def _block_starts(n: int, batch_size: int) -> list[int]:
+    """Start offsets of ``batched(range(n), batch_size)``'s blocks, plus ``n``."""
+    return list(range(0, n, batch_size)) + [n]
+
+
 def evaluate(model: Any, data: RetrievalData, *, batch_size: int = 64, show_progress: bool = True,
              name: str = "", ties: str = "pessimistic", memory_budget_mb: float | str = 512) -> TaskResult:
     """Rank every caption for every image and every image for every caption.
 
-    Dual encoders: similarities are formed and ranked one row block at a time from the
-    embeddings (``memory_budget_mb`` bounds the working memory); cross scorers: the
-    matrix is filled tile by tile from ``score`` and then ranked.
+    No full (images, texts) matrix is formed; ``memory_budget_mb`` bounds the working
+    memory. Dual encoders: similarities are formed and ranked one row block at a time from
+    the embeddings. Cross scorers: ``score`` is called on the same image-block x text-block
+    tiles as :func:`compute_sims` (blocks of ``batch_size``) and the tiles are counted as
+    they come (:func:`mmbench.metrics.retrieval.retrieval_metrics_from_tiles`), so ranks
+    equal those of the full matrix; in fold mode only the tiles inside a fold are scored.
     """
     timings: dict[str, float] = {}
     budget = float(memory_budget_mb)
@@ -144,11 +153,27 @@ def evaluate(model: Any, data: RetrievalData, *, batch_size: int = 64, show_prog
             res = retrieval_metrics_from_embeddings(img, txt, data.text_image, folds=data.folds, ties=ties,
                                                     memory_budget_mb=budget)
     else:
-        sims = compute_sims(model, data, batch_size=batch_size, show_progress=show_progress, name=name,
-                            timings=timings)
-        check_shape(sims, (len(data.images), len(data.texts)), what="similarity matrix", plugin=name)
-        with timed(timings, "metrics"):
-            res = retrieval_metrics(sims, data.text_image, folds=data.folds, ties=ties)
+        with timed(timings, "encode_images"):
+            img_blocks = _encode(model.encode_images, data.images, batch_size, "encode images", show_progress,
+                                 name, False)
+        with timed(timings, "encode_texts"):
+            txt_blocks = _encode(model.encode_texts, data.texts, batch_size, "encode texts", show_progress,
+                                 name, False)
+        i_starts = _block_starts(len(data.images), batch_size)
+        t_starts = _block_starts(len(data.texts), batch_size)
+
+        def score_tile(k: int, m: int) -> np.ndarray:
+            with timed(timings, "score"):
+                s = as_numpy(model.score(img_blocks[k], txt_blocks[m]), what="score() output", plugin=name)
+            return check_shape(s, (i_starts[k + 1] - i_starts[k], t_starts[m + 1] - t_starts[m]),
+                               what="score() output", plugin=name)
+
+        timings["score"] = 0.0
+        with timed(timings, "score_and_metrics"):
+            res = retrieval_metrics_from_tiles(
+                score_tile, i_starts, t_starts, data.text_image, folds=data.folds, ties=ties,
+                memory_budget_mb=budget, progress=lambda total: progress_bar("score pairs", total, show_progress))
+        timings["metrics"] = timings.pop("score_and_metrics") - timings["score"]
     details = {
         "n_images": len(data.images), "n_texts": len(data.texts), "folds": data.folds, "ties": ties,
         "i2t_tied_queries": res["i2t_tied"], "t2i_tied_queries": res["t2i_tied"],
@@ -156,6 +181,9 @@ def evaluate(model: Any, data: RetrievalData, *, batch_size: int = 64, show_prog
         "captions_per_image": _captions_per_image(data.text_image),
         "bootstrap_unit": "image with all its captions",
     }
+    if not dual:
+        details["score_calls"] = res["score_calls"]
+        details["score_buffer_mb"] = round(res["working_bytes"] / 2**20, 3)
     image_ids = data.image_ids
     text_ids = [f"t{j}" for j in range(len(data.texts))]
     per_sample = {"i2t_rank": res["i2t_ranks"].tolist(), "t2i_rank": res["t2i_ranks"].tolist(),
