@@ -75,6 +75,17 @@ def _encode(fn, items, batch_size, desc, show, name, dual: bool):
     return blocks
 
 
+def _encode_both(model, data, batch_size, show_progress, name, dual, timings):
+    """Image blocks and text blocks of ``data``, each encoding step timed."""
+    with timed(timings, "encode_images"):
+        img_blocks = _encode(model.encode_images, data.images, batch_size, "encode images", show_progress,
+                             name, dual)
+    with timed(timings, "encode_texts"):
+        txt_blocks = _encode(model.encode_texts, data.texts, batch_size, "encode texts", show_progress,
+                             name, dual)
+    return img_blocks, txt_blocks
+
+
 def compute_sims(model: Any, data: RetrievalData, *, batch_size: int = 64, show_progress: bool = True,
                  name: str = "", timings: dict | None = None) -> np.ndarray:
     """The (images, texts) similarity matrix of ``model`` on ``data``."""
@@ -84,12 +95,7 @@ def compute_sims(model: Any, data: RetrievalData, *, batch_size: int = 64, show_
                                timings=timings)
         with timed(timings, "similarity"):
             return img @ txt.T
-    with timed(timings, "encode_images"):
-        img_blocks = _encode(model.encode_images, data.images, batch_size, "encode images", show_progress,
-                             name, False)
-    with timed(timings, "encode_texts"):
-        txt_blocks = _encode(model.encode_texts, data.texts, batch_size, "encode texts", show_progress,
-                             name, False)
+    img_blocks, txt_blocks = _encode_both(model, data, batch_size, show_progress, name, False, timings)
     n_img, n_txt = len(data.images), len(data.texts)
     sims = np.empty((n_img, n_txt), np.float32)
     i_sizes = [min(batch_size, n_img - s) for s in range(0, n_img, batch_size)]
@@ -113,12 +119,7 @@ def encode_dual(model: Any, data: RetrievalData, *, batch_size: int = 64, show_p
                 name: str = "", timings: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A dual encoder's (images, D) and (texts, D) float32 embeddings on ``data``."""
     timings = {} if timings is None else timings
-    with timed(timings, "encode_images"):
-        img_blocks = _encode(model.encode_images, data.images, batch_size, "encode images", show_progress,
-                             name, True)
-    with timed(timings, "encode_texts"):
-        txt_blocks = _encode(model.encode_texts, data.texts, batch_size, "encode texts", show_progress,
-                             name, True)
+    img_blocks, txt_blocks = _encode_both(model, data, batch_size, show_progress, name, True, timings)
     img = np.concatenate(img_blocks) if img_blocks else np.zeros((0, 0), np.float32)
     txt = np.concatenate(txt_blocks) if txt_blocks else np.zeros((0, 0), np.float32)
     if img.shape[1] != txt.shape[1]:
@@ -153,12 +154,7 @@ def evaluate(model: Any, data: RetrievalData, *, batch_size: int = 64, show_prog
             res = retrieval_metrics_from_embeddings(img, txt, data.text_image, folds=data.folds, ties=ties,
                                                     memory_budget_mb=budget)
     else:
-        with timed(timings, "encode_images"):
-            img_blocks = _encode(model.encode_images, data.images, batch_size, "encode images", show_progress,
-                                 name, False)
-        with timed(timings, "encode_texts"):
-            txt_blocks = _encode(model.encode_texts, data.texts, batch_size, "encode texts", show_progress,
-                                 name, False)
+        img_blocks, txt_blocks = _encode_both(model, data, batch_size, show_progress, name, False, timings)
         i_starts = _block_starts(len(data.images), batch_size)
         t_starts = _block_starts(len(data.texts), batch_size)
 
