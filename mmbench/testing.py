@@ -208,6 +208,20 @@ def _wrong_form_image(item: Any, accepts: tuple[str, ...]) -> Any:
     return None
 
 
+def _empty_array(width: str):
+    """An empty-batch output check for array outputs: (0, width) or raising is fine."""
+    def check(out, what):
+        arr = _as_array(out, what)
+        assert arr.size == 0 and arr.ndim >= 1 and arr.shape[0] == 0, \
+            f"{what} on an empty batch returned shape {arr.shape} instead of raising or returning (0, {width})"
+    return check
+
+
+def _empty_list(out, what):
+    assert isinstance(out, (list, tuple)) and len(out) == 0, \
+        f"{what} returned {out!r:.80} instead of raising or returning []"
+
+
 def _raises_or_empty(fn, arg, what: str, empty_ok) -> None:
     try:
         out = fn(arg)
@@ -267,14 +281,9 @@ def _check_retrieval(c: _Checker, model, data, accepts, atol, rtol, n_batch, eva
             s1 = np.array([[_numeric(model.score(i, t), "score() output", (1, 1))[0, 0] for t in tb1] for i in ib1])
             _same(s, s1, f"score(): blocks of {len(images)}x{len(texts)} vs 1x1", atol, rtol)
 
-    def empty_ok(out, what):
-        arr = _as_array(out, what)
-        assert arr.size == 0 and arr.ndim >= 1 and arr.shape[0] == 0, \
-            f"{what} on an empty batch returned shape {arr.shape} instead of raising or returning (0, D)"
-
     with c.check("empty-batch"):
-        _raises_or_empty(model.encode_images, [], "encode_images([])", empty_ok)
-        _raises_or_empty(model.encode_texts, [], "encode_texts([])", empty_ok)
+        _raises_or_empty(model.encode_images, [], "encode_images([])", _empty_array("D"))
+        _raises_or_empty(model.encode_texts, [], "encode_texts([])", _empty_array("D"))
     _check_wrong_form(c, accepts, images[0], lambda item: model.encode_images([item]), "encode_images()")
     if evaluate:
         with c.check("evaluate"):
@@ -333,12 +342,8 @@ def _check_captioning(c: _Checker, model, data, accepts, n_batch, name):
         assert not diff, (f"generate(): batch of {len(images)} vs batches of 1 differ at index {diff[0]}: "
                           f"{caps[diff[0]]!r} vs {one[diff[0]]!r}")
 
-    def empty_ok(out, what):
-        assert isinstance(out, (list, tuple)) and len(out) == 0, \
-            f"{what} returned {out!r:.80} instead of raising or returning []"
-
     with c.check("empty-batch"):
-        _raises_or_empty(model.generate, [], "generate([])", empty_ok)
+        _raises_or_empty(model.generate, [], "generate([])", _empty_list)
     _check_wrong_form(c, accepts, images[0], lambda item: model.generate([item]), "generate()")
 
 
@@ -384,12 +389,8 @@ def _check_grounding(c: _Checker, model, data, accepts, atol, rtol, n_batch, eva
         for s, a in zip(samples, boxes):
             _same(a, pred([s])[0], f"predict(): batch of {len(samples)} vs batch of 1, sample {s.id!r}", atol, rtol)
 
-    def empty_ok(out, what):
-        assert isinstance(out, (list, tuple)) and len(out) == 0, \
-            f"{what} returned {out!r:.80} instead of raising or returning []"
-
     with c.check("empty-batch"):
-        _raises_or_empty(model.predict, [], "predict([])", empty_ok)
+        _raises_or_empty(model.predict, [], "predict([])", _empty_list)
     s0 = samples[0]
 
     def call_wrong(item):
@@ -423,13 +424,8 @@ def _check_classification(c: _Checker, model, data, accepts, atol, rtol, n_batch
         p1 = np.concatenate([proba([s]) for s in samples])
         _same(p, p1, f"predict_proba(): batch of {len(samples)} vs batches of 1", atol, rtol)
 
-    def empty_ok(out, what):
-        arr = _as_array(out, what)
-        assert arr.size == 0 and arr.ndim >= 1 and arr.shape[0] == 0, \
-            f"{what} returned shape {arr.shape} instead of raising or returning (0, C)"
-
     with c.check("empty-batch"):
-        _raises_or_empty(model.predict_proba, [], "predict_proba([])", empty_ok)
+        _raises_or_empty(model.predict_proba, [], "predict_proba([])", _empty_array("C"))
     s0 = samples[0]
     if "text_only" in accepts and not ({"image", "image_file", "regions"} & set(accepts)):
         with c.check("wrong-input-form"):
