@@ -33,6 +33,7 @@ METHOD_OPTIONS: dict[str, dict[str, tuple[Any, str]]] = {
     "tfn": {"fusion_dim": ("16", "per-modality vector size before the outer product")},
     "lmf": {"fusion_dim": ("16", "per-modality vector size"), "rank": ("4", "rank of the fusion weight")},
     "tmc": {"annealing_epochs": ("10", "epochs over which the KL term's weight rises to 1")},
+    "etmc": {"annealing_epochs": ("10", "epochs over which the KL term's weight rises to 1")},
     "cmml": {"lambda_div": ("0.01", "weight of the diversity term (labelled data)"),
              "lambda_u": ("1.0", "weight of the robust consistency term (unlabelled data)"),
              "delta": ("1.003", "Huber threshold of the consistency term")},
@@ -291,7 +292,7 @@ class FusionClassifier:
 
     def extra_metrics(self, data, result) -> dict[str, float]:
         """Metrics beyond the task's: ECE (in %, 15 bins) of the scores for every method; TMC adds
-        its mean uncertainty u = K/S overall and on correct / wrong predictions.
+        its mean uncertainty u = K/S overall and on correct / wrong predictions (ETMC too).
 
         Called by the runner as ``extra_metrics(data, result)`` (ClassificationData, TaskResult with
         ``extra["scores"]``); ``(samples, scores)`` also works. The training facts (best epoch,
@@ -308,7 +309,7 @@ class FusionClassifier:
         scores = np.asarray(scores, dtype=np.float64)
         labels = np.array([s.label for s in samples], dtype=np.int64)
         out = {"ECE": 100.0 * expected_calibration_error(scores, labels)}
-        if self.method == "tmc":
+        if self.method in ("tmc", "etmc"):
             u = np.array([self._last_uncertainty.get(str(s.id), np.nan) for s in samples])
             if np.isnan(u).any():
                 self.predict_proba(samples)

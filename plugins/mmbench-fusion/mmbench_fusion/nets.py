@@ -157,6 +157,8 @@ class TMC(nn.Module):
     """Trusted Multi-View Classification: per-modality evidence (softplus of a classifier),
     Dirichlet opinions combined by Dempster's rule; predicted probabilities are the combined
     Dirichlet's mean alpha / S, and ``uncertainty`` is its u = K / S.
+    Each view's head is ``Sequential(encoder, Linear, Softplus)``: ``heads[m][0]`` encodes the
+    view (``mlp_encoder``), ``heads[m][1:]`` turns the encoding into evidence.
     Text-only: one opinion, nothing to combine (the loss counts it once)."""
 
     def __init__(self, dims, n_classes, hidden=64, dropout=0.2, annealing_epochs=10):
@@ -165,15 +167,69 @@ class TMC(nn.Module):
         self.heads = nn.ModuleList(nn.Sequential(mlp_encoder(d, hidden, dropout), nn.Linear(hidden, n_classes),
                                                  nn.Softplus()) for d in dims)
 
-    def forward(self, xs):
-        alphas = [h(x) + 1 for h, x in zip(self.heads, xs)]
-        alpha = ds_combine(alphas)
+    def encode(self, xs) -> list[torch.Tensor]:
+        """The per-view encodings h_m (B, hidden)."""
+        return [head[0](x) for head, x in zip(self.heads, xs)]
+
+    def view_alphas(self, hs) -> list[torch.Tensor]:
+        """Each view's Dirichlet alpha = softplus evidence + 1, from its encoding."""
+        return [head[1:](h) + 1 for head, h in zip(self.heads, hs)]
+
+    @staticmethod
+    def _output(alphas, alpha) -> dict:
         _, u = opinion(alpha)
         return {"view_alphas": alphas, "alpha": alpha, "uncertainty": u[:, 0],
                 "probs": alpha / alpha.sum(1, keepdim=True)}
 
+    def forward(self, xs):
+        alphas = self.view_alphas(self.encode(xs))
+        return self._output(alphas, ds_combine(alphas))
+
     def loss(self, out, y, epoch):
         alphas = out["view_alphas"]
+        terms = [evidential_loss(a, y, epoch, self.annealing_epochs) for a in alphas]
+        if len(alphas) > 1:
+            terms.append(evidential_loss(out["alpha"], y, epoch, self.annealing_epochs))
+        return torch.stack(terms).sum(0).mean()
+
+
+class ETMC(TMC):
+    """Enhanced TMC (Han, Zhang, Fu, Zhou, "Trusted Multi-View Classification with Dynamic
+    Evidential Fusion", TPAMI 2022, the enhanced-TMC section): TMC plus a *pseudo-view*, the
+    concatenation of the views' encodings [h_text, h_image], with its own evidence head
+    (``pseudo_head``: an MLP like a view head). All opinions -- text, image, pseudo-view --
+    are combined with the same reduced Dempster rule, left to right
+    ((text ⊕ image) ⊕ pseudo, as hanmenghan/TMC:ETMC TPAMI/models/TMC.py does), and the loss
+    is the TMC loss summed over every view, the pseudo-view and the combined opinion (the
+    paper's overall loss over V + 1 views; hanmenghan/TMC:ETMC TPAMI/train_ETMC_nyud2.py sums
+    the same four terms). The pseudo-view head sees both modalities at once, so it can express
+    interactions (label = f(text cue, image mood)) that Dempster's rule over single-view
+    opinions cannot; the encoders are shared with the view heads, as in the reference, where
+    the pseudo-view concatenates the per-view encoder outputs.
+    Text-only: one view, no pseudo-view (it would be a second head on the same single
+    encoding), so it is exactly TMC's single-view model."""
+
+    def __init__(self, dims, n_classes, hidden=64, dropout=0.2, annealing_epochs=10):
+        super().__init__(dims, n_classes, hidden=hidden, dropout=dropout, annealing_epochs=annealing_epochs)
+        self.pseudo_head = None
+        if len(dims) > 1:
+            self.pseudo_head = nn.Sequential(mlp_encoder(hidden * len(dims), hidden, dropout),
+                                             nn.Linear(hidden, n_classes), nn.Softplus())
+
+    def forward(self, xs):
+        hs = self.encode(xs)
+        alphas = self.view_alphas(hs)
+        if self.pseudo_head is None:
+            return {**self._output(alphas, alphas[0]), "pseudo_alpha": None}
+        pseudo = self.pseudo_head(torch.cat(hs, 1)) + 1
+        out = self._output(alphas, ds_combine([*alphas, pseudo]))
+        out["pseudo_alpha"] = pseudo
+        return out
+
+    def loss(self, out, y, epoch):
+        alphas = list(out["view_alphas"])
+        if out["pseudo_alpha"] is not None:
+            alphas.append(out["pseudo_alpha"])
         terms = [evidential_loss(a, y, epoch, self.annealing_epochs) for a in alphas]
         if len(alphas) > 1:
             terms.append(evidential_loss(out["alpha"], y, epoch, self.annealing_epochs))
@@ -246,5 +302,5 @@ class CMML(nn.Module):
 
 METHODS = {
     "text-only": Unimodal, "image-only": Unimodal, "early-fusion": EarlyFusion, "late-fusion": LateFusion,
-    "tfn": TFN, "lmf": LMF, "tmc": TMC, "cmml": CMML,
+    "tfn": TFN, "lmf": LMF, "tmc": TMC, "etmc": ETMC, "cmml": CMML,
 }

@@ -14,6 +14,8 @@ DESCRIPTIONS = {
     "lmf": "Low-rank Multimodal Fusion (Liu et al. 2018): TFN's fusion layer with rank-r factors.",
     "tmc": "Trusted Multi-view Classification (Han et al. 2021): Dirichlet evidence per modality, "
            "Dempster-Shafer combination; reports ECE and uncertainty.",
+    "etmc": "Enhanced TMC (Han et al., TPAMI 2022): TMC plus a pseudo-view of the concatenated "
+            "modality encodings with its own evidence head; reports ECE and uncertainty.",
     "cmml": "CMML (Yang et al. 2019): modality attention, diversity term on labelled and robust Huber "
             "consistency on unlabelled samples (semi-supervised).",
     "text-only": "Unimodal reference: MLP on the text features alone.",

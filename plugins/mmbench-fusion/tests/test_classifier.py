@@ -16,24 +16,15 @@ from mmbench_fusion.features import BuiltinEncoder, FeatureStore, PrecomputedEnc
 sys.path.insert(0, str(Path(__file__).parent))
 from fusion_synth import make_data  # noqa: E402
 
-FUSED = ["early-fusion", "late-fusion", "tfn", "lmf", "tmc", "cmml"]
+FUSED = ["early-fusion", "late-fusion", "tfn", "lmf", "tmc", "etmc", "cmml"]
 ALL = ["text-only", "image-only", *FUSED]
 FAST = {"epochs": "15", "hidden": "32"}
 
 
 @pytest.fixture(scope="module", autouse=True)
-def feature_cache(tmp_path_factory, monkeypatch_module):
-    """One feature cache for the module: each split is encoded once, every method reuses it."""
-    d = tmp_path_factory.mktemp("features")
-    monkeypatch_module.setenv("MMBENCH_FEATURE_CACHE", str(d))
-    return d
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    mp = pytest.MonkeyPatch()
-    yield mp
-    mp.undo()
+def feature_cache(fusion_feature_cache):
+    """The session's feature cache (tests/conftest.py): each split is encoded once."""
+    return fusion_feature_cache
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +166,7 @@ def test_registered_through_entry_point_without_importing_torch():
     assert "text_only" not in reg.models["image-only"].accepts
     assert "rank" in reg.models["lmf"].options and "rank" not in reg.models["tfn"].options
     code = ("import sys, mmbench_fusion.plugin as p; specs = p.mmbench_models(); "
-            "assert len(specs) == 8; assert 'torch' not in sys.modules, 'torch imported'; print('ok')")
+            "assert len(specs) == 9; assert 'torch' not in sys.modules, 'torch imported'; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
