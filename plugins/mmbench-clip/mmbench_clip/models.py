@@ -22,18 +22,16 @@ import numpy as np
 from mmbench.errors import DataError, MMBenchError
 
 DEMO_CHECKPOINT = Path(__file__).resolve().parent / "demo_clip"
+DEMO_FLAVA_CHECKPOINT = Path(__file__).resolve().parent / "demo_flava"
+DEMO_CHECKPOINTS = {"clip": DEMO_CHECKPOINT, "flava": DEMO_FLAVA_CHECKPOINT}
 DEFAULT_TEMPLATES = ("a photo of a {}.",)
 PRECISIONS = ("fp32", "fp16", "bf16")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
 def _checkpoint_dir(path: str | None, kind: str) -> Path:
-    if not path:
-        if kind == "clip":
-            return DEMO_CHECKPOINT
-        raise MMBenchError(f"plugin {kind!r} needs --option model=PATH: a local folder holding a FlavaModel "
-                           f"checkpoint saved with save_pretrained (config.json, weights, tokenizer and image "
-                           f"processor files); no FLAVA checkpoint ships with mmbench-clip and nothing is downloaded")
+    if not path:  # the small checkpoints trained on the demo train split (train_demo.py) ship in the package
+        return DEMO_CHECKPOINTS[kind]
     p = Path(path).expanduser()
     if not p.is_dir():
         raise MMBenchError(f"--option model={path!r}: {p} is not a local folder. mmbench never downloads models: "

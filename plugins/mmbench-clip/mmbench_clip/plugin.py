@@ -7,7 +7,7 @@ from mmbench.specs import ModelSpec
 
 _COMMON = {
     "model": "path to a local Hugging Face checkpoint folder (save_pretrained: config, weights, tokenizer, "
-             "image processor); never downloaded",
+             "image processor); never downloaded (default: the shipped demo checkpoint)",
     "device": "auto | cpu | cuda | cuda:N (default auto: cuda when available)",
     "precision": "fp32 | fp16 | bf16 (default fp32; fp16/bf16 autocast on GPU only)",
     "batch_size": "items per forward pass (default 64)",
@@ -25,8 +25,9 @@ def mmbench_models():
                               "CLIP trained on the demo train split, shipped in the package)."),
         ModelSpec(name="flava", task="retrieval", factory="mmbench_clip.models:build_flava", accepts=("image",),
                   version="0.1.0", options=_COMMON,
-                  description="FLAVA dual encoder from a local FlavaModel checkpoint (CLS embeddings, "
-                              "--option model=PATH required)."),
+                  description="FLAVA dual encoder (any local FlavaModel checkpoint, projected CLS embeddings; "
+                              "default: a 0.2 M-parameter FLAVA trained on the demo train split, shipped in the "
+                              "package)."),
         ModelSpec(name="clip-zeroshot", task="classification", factory="mmbench_clip.models:build_clip_zeroshot",
                   accepts=("image",), version="0.1.0", options=_ZS,
                   description="CLIP zero-shot image classification with prompt templates over the dataset's classes."),

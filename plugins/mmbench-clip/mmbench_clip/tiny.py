@@ -56,3 +56,58 @@ def image_processor(image_size: int = 48):
     from transformers import CLIPImageProcessor
 
     return CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size})
+
+
+# --------------------------------------------------------------------------- FLAVA
+
+#: BERT's special tokens, in the order of bert-base-uncased's vocab.txt ids 0, 100-103 (renumbered 0-4).
+BERT_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+def wordpiece_vocab(texts) -> list[str]:
+    """A BERT WordPiece vocabulary: the specials, every printable ASCII character alone and as a
+    ``##`` continuation (so no ASCII word ever becomes ``[UNK]``), then every lower-cased word of
+    ``texts`` as split by BERT's basic tokenizer (whitespace, then punctuation), in sorted order."""
+    import re
+    import string
+
+    chars = [c for c in string.printable if not c.isspace() and not c.isupper()]
+    words = sorted({w for t in texts for w in re.findall(r"\w+|[^\w\s]", str(t).lower())})
+    vocab = list(BERT_SPECIALS)
+    for tok in chars + ["##" + c for c in chars if c.isalnum()] + words:
+        if tok not in vocab:
+            vocab.append(tok)
+    return vocab
+
+
+def wordpiece_tokenizer(texts, directory, max_length: int = 40):
+    """A ``BertTokenizer`` (lower-casing, as FLAVA's) over :func:`wordpiece_vocab`; ``vocab.txt`` goes to ``directory``."""
+    from pathlib import Path
+
+    from transformers import BertTokenizer
+
+    path = Path(directory) / "vocab.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(wordpiece_vocab(texts)) + "\n", encoding="utf-8")
+    return BertTokenizer(str(path), do_lower_case=True, model_max_length=max_length)
+
+
+def tiny_flava_config(vocab_size: int, *, width: int = 64, layers: int = 2, heads: int = 4, image_size: int = 48,
+                      patch: int = 8, proj: int = 64, max_len: int = 40, mm_layers: int = 1, init_range: float = 0.02):
+    """A small ``FlavaConfig``. The multimodal tower is unused by the dual encoder (one layer keeps it cheap)."""
+    from transformers import FlavaConfig
+
+    common = dict(hidden_size=width, intermediate_size=2 * width, num_hidden_layers=layers, num_attention_heads=heads,
+                  initializer_range=init_range)
+    return FlavaConfig(
+        image_config=dict(common, image_size=image_size, patch_size=patch),
+        text_config=dict(common, vocab_size=vocab_size, max_position_embeddings=max_len, pad_token_id=0),
+        multimodal_config=dict(common, num_hidden_layers=mm_layers),
+        hidden_size=width, projection_dim=proj, initializer_range=init_range)
+
+
+def flava_image_processor(image_size: int = 48):
+    from transformers import FlavaImageProcessor
+
+    return FlavaImageProcessor(size={"height": image_size, "width": image_size},
+                               crop_size={"height": image_size, "width": image_size})
