@@ -9,8 +9,7 @@ import pytest
 import torch
 
 from mmbench.errors import DataError, PluginError, UnsafeFileError
-from mmbench.tasks.base import DatasetMeta, ImageItem
-from mmbench.tasks.retrieval import RetrievalData, compute_sims, evaluate
+from mmbench.tasks.retrieval import compute_sims, evaluate
 from mmbench.vse import write_unsafe_checkpoint
 from mmbench_scan.retrieval import build
 
@@ -20,20 +19,13 @@ CKPTS = ("model_best.pth.tar", "model_best_legacy_cudatag.pth.tar")
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _fixture(parity_dir, name):
-    d = parity_dir / f"scan_{name}"
-    ims = np.load(d / "data" / "test_ims.npy")
-    caps = (d / "data" / "test_caps.txt").read_text(encoding="utf-8").splitlines()
-    data = RetrievalData(images=[ImageItem(id=str(i), regions=ims[i]) for i in range(len(ims))], texts=caps,
-                         text_image=np.arange(len(caps)) // 5, meta=DatasetMeta("parity", "test", "retrieval"))
-    return d, data
 
 
 @pytest.mark.shared
 @pytest.mark.parametrize("name", ["t2i", "i2t"])
 @pytest.mark.parametrize("ckpt", CKPTS)
-def test_parity_with_official_evaluation(parity_dir, name, ckpt):
-    d, data = _fixture(parity_dir, name)
+def test_parity_with_official_evaluation(parity_case, name, ckpt, assert_official_metrics):
+    d, data = parity_case(f"scan_{name}")
     model = build(checkpoint=str(d / ckpt), vocab=str(d / "f30k_precomp_vocab.json"), device="cpu")
     assert model.opt["cross_attn"] == name and model.opt["agg_func"] == "Mean"
     assert data.images[0].regions.shape[0] == 6  # nothing may assume 36 regions
@@ -41,19 +33,13 @@ def test_parity_with_official_evaluation(parity_dir, name, ckpt):
     sims = compute_sims(model, data, batch_size=3, show_progress=False, name="scan")
     expected = np.load(d / "expected_sims.npy")
     assert np.allclose(sims, expected, rtol=0, atol=1e-5), np.abs(sims - expected).max()
-    exp = json.loads((d / "expected_metrics.json").read_text())
-    for direction in ("i2t", "t2i"):
-        for key, metric in (("r1", "R@1"), ("r5", "R@5"), ("r10", "R@10"), ("medr", "medr"), ("meanr", "meanr")):
-            assert res.metrics[f"{direction}.{metric}"] == pytest.approx(exp[direction][key], abs=1e-12)
-    assert res.metrics["rsum"] == pytest.approx(exp["rsum"], abs=1e-9)
-    assert res.per_sample["i2t_rank"] == exp["i2t_ranks_0based"]
-    assert res.per_sample["t2i_rank"] == exp["t2i_ranks_0based"]
+    assert_official_metrics(res, d)
 
 
 @pytest.mark.shared
 @pytest.mark.parametrize("name", ["t2i", "i2t"])
-def test_eval_time_options_match_official(parity_dir, name):
-    d, data = _fixture(parity_dir, name)
+def test_eval_time_options_match_official(parity_case, name):
+    d, data = parity_case(f"scan_{name}")
     entries = json.loads((d / "extra_sims" / "index.json").read_text())
     assert len(entries) >= 7
     for e in entries:
@@ -67,8 +53,8 @@ def test_eval_time_options_match_official(parity_dir, name):
 
 
 @pytest.mark.shared
-def test_tokens_and_embeddings_match_official(parity_dir):
-    d, data = _fixture(parity_dir, "t2i")
+def test_tokens_and_embeddings_match_official(parity_case):
+    d, data = parity_case("scan_t2i")
     model = build(checkpoint=str(d / CKPTS[1]), vocab=str(d / "f30k_precomp_vocab.json"), device="cpu")
     for e in json.loads((d / "expected_tokens.json").read_text()):
         assert model.vocab.encode(e["caption"]) == e["ids_with_start_end"]

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from mmbench.errors import DataError, PluginError, UnsafeFileError
-from mmbench.tasks.base import DatasetMeta, ImageItem
-from mmbench.tasks.retrieval import RetrievalData, compute_sims, evaluate
+from mmbench.tasks.base import ImageItem
+from mmbench.tasks.retrieval import compute_sims, evaluate
 from mmbench.vse import write_unsafe_checkpoint
 from mmbench_sgraf.retrieval import SGRAFRetrieval, build
 
@@ -19,20 +19,13 @@ CKPTS = ("model_best.pth.tar", "model_best_legacy_cudatag.pth.tar")
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _fixture(parity_dir, module):
-    d = parity_dir / f"sgraf_{module}"
-    ims = np.load(d / "data" / "test_ims.npy")
-    caps = (d / "data" / "test_caps.txt").read_text(encoding="utf-8").splitlines()
-    data = RetrievalData(images=[ImageItem(id=str(i), regions=ims[i]) for i in range(len(ims))], texts=caps,
-                         text_image=np.arange(len(caps)) // 5, meta=DatasetMeta("parity", "test", "retrieval"))
-    return d, data
 
 
 @pytest.mark.shared
 @pytest.mark.parametrize("module", ["sgr", "saf"])
 @pytest.mark.parametrize("ckpt", CKPTS)
-def test_parity_with_official_evaluation(parity_dir, module, ckpt):
-    d, data = _fixture(parity_dir, module)
+def test_parity_with_official_evaluation(parity_case, module, ckpt, assert_official_metrics):
+    d, data = parity_case(f"sgraf_{module}")
     model = build(checkpoint=str(d / ckpt), vocab=str(d / "f30k_precomp_vocab.json"), device="cpu")
     assert model.opt["module_name"] == module.upper()
     # batch_size 3: the harness tiles 3 image blocks x 14 caption blocks through score()
@@ -40,13 +33,7 @@ def test_parity_with_official_evaluation(parity_dir, module, ckpt):
     sims = compute_sims(model, data, batch_size=3, show_progress=False, name="sgraf")
     expected = np.load(d / "expected_sims.npy")
     assert np.allclose(sims, expected, rtol=0, atol=1e-5), np.abs(sims - expected).max()
-    exp = json.loads((d / "expected_metrics.json").read_text())
-    for direction in ("i2t", "t2i"):
-        for key, name in (("r1", "R@1"), ("r5", "R@5"), ("r10", "R@10"), ("medr", "medr"), ("meanr", "meanr")):
-            assert res.metrics[f"{direction}.{name}"] == pytest.approx(exp[direction][key], abs=1e-12)
-    assert res.metrics["rsum"] == pytest.approx(exp["rsum"], abs=1e-9)
-    assert res.per_sample["i2t_rank"] == exp["i2t_ranks_0based"]
-    assert res.per_sample["t2i_rank"] == exp["t2i_ranks_0based"]
+    assert_official_metrics(res, d)
 
 
 @pytest.mark.shared
@@ -73,8 +60,8 @@ def test_precomp_dataset_end_to_end_with_published_deltas(parity_dir, tmp_path):
 
 
 @pytest.mark.shared
-def test_intermediate_embeddings_match(parity_dir):
-    d, data = _fixture(parity_dir, "sgr")
+def test_intermediate_embeddings_match(parity_case):
+    d, data = parity_case("sgraf_sgr")
     model = build(checkpoint=str(d / CKPTS[1]), vocab=str(d / "f30k_precomp_vocab.json"), device="cpu")
     img = model.encode_images(data.images)[0]["v"].numpy()
     txt = model.encode_texts(data.texts)[0]
@@ -86,8 +73,8 @@ def test_intermediate_embeddings_match(parity_dir):
 
 
 @pytest.mark.shared
-def test_ensemble_is_mean_of_both_modules(parity_dir):
-    d_sgr, data = _fixture(parity_dir, "sgr")
+def test_ensemble_is_mean_of_both_modules(parity_case, parity_dir):
+    d_sgr, data = parity_case("sgraf_sgr")
     d_saf = parity_dir / "sgraf_saf"
     vocab = str(d_sgr / "f30k_precomp_vocab.json")  # both fixtures share the vocabulary
     both = build(checkpoint=str(d_sgr / CKPTS[0]), checkpoint2=str(d_saf / CKPTS[0]), vocab=vocab, device="cpu")

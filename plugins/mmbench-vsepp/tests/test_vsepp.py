@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from mmbench.errors import DataError, UnsafeFileError
-from mmbench.tasks.base import DatasetMeta, ImageItem
-from mmbench.tasks.retrieval import RetrievalData, compute_sims, evaluate
+from mmbench.tasks.base import ImageItem
+from mmbench.tasks.retrieval import compute_sims, evaluate
 from mmbench.vse import write_unsafe_checkpoint
 from mmbench_vsepp.retrieval import build
 
@@ -19,38 +19,24 @@ CKPTS = ("model_best.pth.tar", "model_best_legacy_cudatag.pth.tar")
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _fixture(parity_dir, as_rows: bool = True):
-    d = parity_dir / "vsepp"
-    ims = np.load(d / "data" / "test_ims.npy")  # (8, 64): one vector per image
-    caps = (d / "data" / "test_caps.txt").read_text(encoding="utf-8").splitlines()
-    images = [ImageItem(id=str(i), regions=ims[i][None] if as_rows else ims[i]) for i in range(len(ims))]
-    data = RetrievalData(images=images, texts=caps, text_image=np.arange(len(caps)) // 5,
-                         meta=DatasetMeta("parity", "test", "retrieval"))
-    return d, data
 
 
 @pytest.mark.shared
 @pytest.mark.parametrize("ckpt", CKPTS)
-def test_parity_with_official_evaluation(parity_dir, ckpt):
-    d, data = _fixture(parity_dir)
+def test_parity_with_official_evaluation(parity_case, ckpt, assert_official_metrics):
+    d, data = parity_case("vsepp")
     model = build(checkpoint=str(d / ckpt), vocab=str(d / "f30k_precomp_vocab.json"), device="cpu")
     assert not hasattr(model, "score")  # a dual encoder: the harness forms the dot products
     res = evaluate(model, data, batch_size=3, show_progress=False, name="vsepp")
     sims = compute_sims(model, data, batch_size=3, show_progress=False, name="vsepp")
     expected = np.load(d / "expected_sims.npy")
     assert np.allclose(sims, expected, rtol=0, atol=1e-5)
-    exp = json.loads((d / "expected_metrics.json").read_text())
-    for direction in ("i2t", "t2i"):
-        for key, metric in (("r1", "R@1"), ("r5", "R@5"), ("r10", "R@10"), ("medr", "medr"), ("meanr", "meanr")):
-            assert res.metrics[f"{direction}.{metric}"] == pytest.approx(exp[direction][key], abs=1e-12)
-    assert res.metrics["rsum"] == pytest.approx(exp["rsum"], abs=1e-9)
-    assert res.per_sample["i2t_rank"] == exp["i2t_ranks_0based"]
-    assert res.per_sample["t2i_rank"] == exp["t2i_ranks_0based"]
+    assert_official_metrics(res, d)
 
 
 @pytest.mark.shared
-def test_embeddings_tokens_and_vector_inputs(parity_dir):
-    d, data = _fixture(parity_dir, as_rows=False)  # (D,) vectors are accepted as well as (1, D)
+def test_embeddings_tokens_and_vector_inputs(parity_case):
+    d, data = parity_case("vsepp", as_rows=False)  # (D,) vectors are accepted as well as (1, D)
     model = build(checkpoint=str(d / CKPTS[1]), vocab=str(d / "f30k_precomp_vocab.json"), device="cpu")
     assert np.allclose(model.encode_images(data.images), np.load(d / "intermediate" / "img_embs.npy"), atol=1e-6)
     assert np.allclose(model.encode_texts(data.texts), np.load(d / "intermediate" / "cap_embs.npy"), atol=1e-6)
@@ -93,13 +79,13 @@ def test_plugin_kit():
 
 
 @pytest.mark.shared
-def test_official_pickled_vocab_gives_same_sims(parity_dir, tmp_path):
+def test_official_pickled_vocab_gives_same_sims(parity_case, tmp_path):
     """VSE++ ships vocab/<data_name>_vocab.pkl (a pickled vocab.Vocabulary); it is read without running code."""
     import pickle
     import sys
     import types
 
-    d, data = _fixture(parity_dir)
+    d, data = parity_case("vsepp")
     words = json.loads((d / "f30k_precomp_vocab.json").read_text())["word2idx"]
     mod = types.ModuleType("vocab")
 
