@@ -19,8 +19,6 @@ CKPTS = ("model_best.pth.tar", "model_best_legacy_cudatag.pth.tar")
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-
-
 @pytest.mark.shared
 @pytest.mark.parametrize("name", ["t2i", "i2t"])
 @pytest.mark.parametrize("ckpt", CKPTS)

@@ -19,8 +19,6 @@ CKPTS = ("model_best.pth.tar", "model_best_legacy_cudatag.pth.tar")
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-
-
 @pytest.mark.shared
 @pytest.mark.parametrize("ckpt", CKPTS)
 def test_parity_with_official_evaluation(parity_case, ckpt, assert_official_metrics):
