@@ -53,6 +53,10 @@ def eval_cmd(
     out: Path = typer.Option(Path("runs"), "--out", help="Folder for the run records (JSON)."),
     as_json: bool = typer.Option(False, "--json", help="Print the records as JSON instead of a table."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
+    allow_overlap: bool = typer.Option(
+        False, "--allow-overlap",
+        help="Fit a model (one with fit()) even when its train/val data overlaps the evaluated split "
+             "(same image files, features or ids). Refused by default; recorded in the run record."),
 ):
     """Evaluate plugin(s) on dataset(s); write one run record per run and print a leaderboard.
 
@@ -64,8 +68,11 @@ def eval_cmd(
 
       mmbench eval -p cca -p nn-caption -d demo --split val --json
 
-    A failing run is recorded (status "failed") and the other runs go on; the exit code is 1 when
-    any run failed.
+    A failing run is recorded (status "failed", with its traceback) and the other runs go on; the exit
+    code is 1 when any run failed. Usage mistakes (unknown split, option or data root, a task mismatch)
+    are found before any run starts: exit code 2 and no record. Dataset options may be given per split
+    (-D annotations.val=FILE); a model with fit() is never fitted on data that overlaps the evaluated
+    split unless --allow-overlap is given.
     """
     from mmbench import records
     from mmbench.runner import EvalConfig, run_many
@@ -73,8 +80,9 @@ def eval_cmd(
     with user_errors():
         cfg = EvalConfig(split=split, data_root=str(data_root) if data_root else None,
                          options=parse_options(option), dataset_options=parse_options(dataset_option, "--dataset-option"),
-                         task_options=_task_options(parse_options(task_option, "--task-option")),
-                         batch_size=batch_size, seed=seed, bootstrap=bootstrap, show_progress=not no_progress)
+                         task_options=parse_options(task_option, "--task-option"),
+                         batch_size=batch_size, seed=seed, bootstrap=bootstrap, show_progress=not no_progress,
+                         allow_overlap=allow_overlap)
         reg = _registry()
         for p in plugin:  # unknown names fail before any run starts
             reg.model(p)
@@ -86,8 +94,13 @@ def eval_cmd(
             path = records.save(rec, out)
             saved.append(path)
             if rec.status != "ok":
-                err_console.print(f"[red]run failed[/] {rec.plugin['name']} on {rec.dataset['name']}: {rec.error}",
+                from rich.text import Text
+
+                err_console.print(Text("run failed ", style="red") +
+                                  Text(f"{rec.plugin['name']} on {rec.dataset['name']}: {rec.error}"),
                                   highlight=False)
+                if DEBUG["on"] and rec.details.get("traceback"):
+                    err_console.print(Text(rec.details["traceback"]), highlight=False)
             elif not as_json:
                 for pub in rec.published:
                     mark = "✓" if pub["within"] else "✗"
@@ -106,23 +119,12 @@ def eval_cmd(
         raise typer.Exit(EXIT_FAIL)
 
 
-def _task_options(opts: dict[str, str]) -> dict:
-    out: dict = {}
-    for k, v in opts.items():
-        if k == "threshold":
-            out[k] = float(v)
-        else:
-            out[k] = v
-    return out
-
-
 def _print_tables(recs) -> None:
-    from mmbench.reports.leaderboard import build_tables, to_rich
+    from mmbench.reports.leaderboard import build_tables, print_rich
 
     # failures were already reported one paragraph each; a table of failed rows only adds noise
     tables = [t for t in build_tables(recs) if any(r["status"] == "ok" for r in t.rows)]
-    for t in to_rich(tables):
-        console.print(t)
+    print_rich(tables, console)
 
 
 @list_app.command("plugins")
@@ -144,22 +146,24 @@ def list_plugins(as_json: bool = typer.Option(False, "--json", help="Machine-rea
         from rich.table import Table
         from rich.text import Text
 
+        from mmbench.reports.console import print_whole
+
         t = Table(title="model plugins", title_justify="left")
         for c in ("name", "task", "accepts", "package", "description"):
-            t.add_column(c)
+            t.add_column(c, overflow="fold")  # never "…": names are what users type
         for m in models:
             t.add_row(Text(m["name"]), m["task"], ", ".join(m["accepts"]), Text(m["package"]),
                       Text(m["description"]))
-        console.print(t)
+        print_whole(console, t)  # off a terminal (CI log, pipe, file) as wide as the table needs
         _print_failures(failures, reg.spec_errors)
 
 
 def _print_failures(failures, spec_errors):
     for f in failures:
         err_console.print(f"[yellow]plugin failed to load:[/] {f['name']} (package {f['package']}, {f['module']}): "
-                          f"{f['error']}", highlight=False)
+                          f"{f['error']}", highlight=False, soft_wrap=True)
     for e in spec_errors:
-        err_console.print(f"[yellow]plugin problem:[/] {e}", highlight=False)
+        err_console.print(f"[yellow]plugin problem:[/] {e}", highlight=False, soft_wrap=True)
 
 
 @list_app.command("datasets")
@@ -181,13 +185,15 @@ def list_datasets(as_json: bool = typer.Option(False, "--json", help="Machine-re
         from rich.table import Table
         from rich.text import Text
 
+        from mmbench.reports.console import print_whole
+
         t = Table(title="datasets", title_justify="left")
         for c in ("name", "tasks", "splits", "forms", "package", "description"):
-            t.add_column(c)
+            t.add_column(c, overflow="fold")  # never "…": names are what users type
         for d in ds:
             t.add_row(Text(d["name"]), ", ".join(d["tasks"]), ", ".join(d["splits"]), ", ".join(d["forms"]),
                       Text(d["package"]), Text(d["description"]))
-        console.print(t)
+        print_whole(console, t)  # off a terminal (CI log, pipe, file) as wide as the table needs
         _print_failures([p.__dict__ for p in reg.failures()], reg.spec_errors)
 
 
@@ -197,8 +203,14 @@ def leaderboard_cmd(
     fmt: str = typer.Option("table", "--format", "-f", help="table | markdown | csv | json | html"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
     as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
+    all_runs: bool = typer.Option(False, "--all-runs",
+                                  help="Show every record; by default re-runs of the same plugin, options, dataset, "
+                                       "split and protocol show once (the newest by 'created', ties by run id)."),
 ):
     """Render leaderboards from run records.
+
+    Failed runs are rows of their table; notes a record carries (e.g. a non-standard dataset size) are shown
+    under the table; re-runs show once (the newest) unless --all-runs.
 
     Examples:
 
@@ -215,12 +227,11 @@ def leaderboard_cmd(
         if as_json:
             fmt = "json"
         recs = records.load_many(records_)
-        tables = lb.build_tables(recs)
+        tables = lb.build_tables(recs, all_runs=all_runs)
         if fmt == "table":
             text = None
             if output is None:
-                for t in lb.to_rich(tables):
-                    console.print(t)
+                lb.print_rich(tables, console)  # whole cells off a terminal (CI logs, pipes)
                 return
             text = lb.to_markdown(tables)
         elif fmt == "markdown":
@@ -236,7 +247,7 @@ def leaderboard_cmd(
                 from mmbench.errors import MMBenchError
 
                 raise MMBenchError("the html format is not available in this version") from None
-            text = render_html(recs)
+            text = render_html(recs, all_runs=all_runs)
         else:
             from mmbench.errors import MMBenchError
 
@@ -245,7 +256,7 @@ def leaderboard_cmd(
             from mmbench.records import atomic_write_text
 
             atomic_write_text(output, text)
-            err_console.print(f"wrote {output}", highlight=False)
+            err_console.print(f"wrote {output}", highlight=False, markup=False, soft_wrap=True)
         else:
             typer.echo(text, nl=not text.endswith("\n"))
 

@@ -40,20 +40,33 @@ class DataError(MMBenchError):
         super().__init__(text)
 
 
-class UnknownNameError(MMBenchError):
-    """An unknown plugin, dataset, split or option; lists what exists and the closest match."""
+class UsageError(MMBenchError):
+    """A mistake in how mmbench was called (unknown split or option, missing data root, ...).
+
+    Found before any run starts: the CLI exits 2 and writes no run record.
+    """
+
+
+class UnknownNameError(UsageError):
+    """An unknown plugin, dataset, split or option; lists what exists and the closest match.
+
+    ``kind`` may name its owner after " of " ("split of dataset 'demo'"): the message then reads
+    "Unknown split 'x' of dataset 'demo'. ... Known splits: ...".
+    """
 
     def __init__(self, kind: str, name: str, known: list[str]):
         import difflib
 
         self.kind, self.name, self.known = kind, name, sorted(known)
+        noun, sep, owner = kind.partition(" of ")
         close = difflib.get_close_matches(name, self.known, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         listing = ", ".join(self.known) if self.known else "(none installed)"
-        super().__init__(f"Unknown {kind} {name!r}.{hint} Known {kind}s: {listing}.")
+        where = f" of {owner}" if sep else ""
+        super().__init__(f"Unknown {noun} {name!r}{where}.{hint} Known {noun}s: {listing}.")
 
 
-class MismatchError(MMBenchError):
+class MismatchError(UsageError):
     """A plugin and a dataset do not fit together (task kind or input form)."""
 
 

@@ -54,7 +54,7 @@ class Registry:
         for mod in extra_modules:
             name = getattr(mod, "__name__", repr(mod))
             self.pm.register(mod, name=name)
-            self.plugins.append(PluginInfo(name, "(in-process)", "", name, True))
+            self.plugins.append(PluginInfo(name, name, "", name, True))  # in-process: the module is the package
         if entry_points:
             self._load_entry_points()
         self._models: dict[str, ModelSpec] | None = None
@@ -85,9 +85,12 @@ class Registry:
         return name
 
     def _collect(self, hook_name: str, cls):
+        """{name: spec} of every spec the hook returns; a name two plugins offer is kept out of it
+        (see :meth:`_resolve`: such a name must be chosen as ``package:name``)."""
         out: dict = {}
+        every: list = []
         hook = getattr(self.pm.hook, hook_name)
-        for impl in hook.get_hookimpls():
+        for impl in hook.get_hookimpls():  # registration order: built-ins first
             label = self._plugin_label(impl)
             try:
                 specs = impl.function() or []
@@ -99,34 +102,75 @@ class Registry:
                     self.spec_errors.append(f"{label}: {hook_name}() returned {type(spec).__name__}, "
                                             f"expected {cls.__name__}")
                     continue
-                if spec.name in out:
-                    self.spec_errors.append(f"{label}: {cls.__name__} {spec.name!r} already provided by "
-                                            f"{out[spec.name].plugin}; keeping the first")
-                    continue
-                out[spec.name] = replace(spec, plugin=spec.plugin or label)
-        return out
+                every.append(replace(spec, plugin=spec.plugin or label))
+        by_name: dict[str, list] = {}
+        for spec in every:
+            by_name.setdefault(spec.name, []).append(spec)
+        ambiguous = {}
+        for name, specs in by_name.items():
+            if len(specs) == 1:
+                out[name] = specs[0]
+            else:
+                ambiguous[name] = specs
+                self.spec_errors.append(f"{cls.__name__} {name!r} is offered by several plugins "
+                                        f"({', '.join(s.plugin for s in specs)}); choose one as package:{name}")
+        return out, every, ambiguous
+
+    def _ensure(self):
+        if self._models is None:
+            self._models, self._all_models, self._ambiguous_models = self._collect("mmbench_models", ModelSpec)
+        if self._datasets is None:
+            self._datasets, self._all_datasets, self._ambiguous_datasets = self._collect("mmbench_datasets",
+                                                                                         DatasetSpec)
 
     @property
     def models(self) -> dict[str, ModelSpec]:
-        if self._models is None:
-            self._models = self._collect("mmbench_models", ModelSpec)
+        """Models by name (names offered by two plugins are left out: see :meth:`model`)."""
+        self._ensure()
         return self._models
 
     @property
     def datasets(self) -> dict[str, DatasetSpec]:
-        if self._datasets is None:
-            self._datasets = self._collect("mmbench_datasets", DatasetSpec)
+        self._ensure()
         return self._datasets
 
+    @property
+    def all_models(self) -> list[ModelSpec]:
+        """Every model spec, including those whose name two plugins offer."""
+        self._ensure()
+        return list(self._all_models)
+
+    @property
+    def all_datasets(self) -> list[DatasetSpec]:
+        self._ensure()
+        return list(self._all_datasets)
+
+    def _resolve(self, kind: str, name: str, by_name: dict, every: list, ambiguous: dict):
+        if name in by_name:
+            return by_name[name]
+        if name in ambiguous:
+            from mmbench.errors import UsageError
+
+            specs = ambiguous[name]
+            raise UsageError(f"{kind} name {name!r} is offered by {len(specs)} installed packages: "
+                             f"{', '.join(s.plugin for s in specs)}. Choose one as "
+                             f"{' or '.join(repr(f'{s.plugin}:{name}') for s in specs)}.")
+        pkg, sep, short = name.rpartition(":")
+        if sep and pkg:
+            hits = [s for s in every if s.name == short and s.plugin == pkg]
+            if len(hits) == 1:
+                return hits[0]
+        self._raise_unknown(kind, name, list(by_name) + [f"{s.plugin}:{n}" for n, ss in ambiguous.items()
+                                                          for s in ss])
+
     def model(self, name: str) -> ModelSpec:
-        if name not in self.models:
-            self._raise_unknown("plugin", name, list(self.models))
-        return self.models[name]
+        """The model spec named ``name``, or ``package:name`` when two plugins offer that name."""
+        self._ensure()
+        return self._resolve("plugin", name, self._models, self._all_models, self._ambiguous_models)
 
     def dataset(self, name: str) -> DatasetSpec:
-        if name not in self.datasets:
-            self._raise_unknown("dataset", name, list(self.datasets))
-        return self.datasets[name]
+        self._ensure()
+        return self._resolve("dataset", name, self._datasets, self._all_datasets, self._ambiguous_datasets)
 
     def _raise_unknown(self, kind: str, name: str, known: list[str]):
         err = UnknownNameError(kind, name, known)

@@ -90,7 +90,11 @@ def environment() -> dict[str, Any]:
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically: a temp file in the same folder, fsync, rename."""
+    """Write ``data`` to ``path`` atomically: a temp file in the same folder, fsync, rename.
+
+    The file gets the permissions any new file of the user gets (0o666 minus the umask), not
+    the private 0o600 of the temporary file ``mkstemp`` makes.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -98,6 +102,20 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
+            umask = None
+            try:  # read from /proc where there is one, so the umask is never changed, even briefly
+                with open("/proc/self/status", encoding="ascii") as st:
+                    umask = next((int(line.split()[1], 8) for line in st if line.startswith("Umask:")), None)
+            except (OSError, ValueError, IndexError):
+                pass
+            if umask is None:  # elsewhere the classic read-by-setting, restored at once
+                umask = os.umask(0o022)
+                os.umask(umask)
+            mode = 0o666 & ~umask
+            if hasattr(os, "fchmod"):
+                os.fchmod(fh.fileno(), mode)
+            else:  # pragma: no cover - Windows has no fchmod
+                os.chmod(tmp, mode)
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:

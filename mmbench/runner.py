@@ -1,30 +1,45 @@
 """Run one (plugin, dataset, split) evaluation, or many, into run records.
 
-The runner checks that the plugin and dataset fit (task kind, input form), builds the
-model, fits it on the train split when it has ``fit``, calls the task's evaluate loop,
-adds confidence intervals and paper-parity deltas, and returns a ``RunRecord``.
-A multi-run records a failure and carries on with the other runs.
+Before any run starts, :func:`preflight` checks every requested (plugin, dataset) pair:
+task kind and input form, split, data root, model / dataset / task option keys and values.
+Such usage mistakes raise :class:`~mmbench.errors.UsageError` (the CLI exits 2 and writes
+no record). Then each run builds the model (with the run's seed), fits it on the train
+split when it has ``fit`` — refusing train data that overlaps the evaluated split — calls
+the task's evaluate loop with the model seeing inputs only, adds confidence intervals and
+paper-parity deltas, and returns a ``RunRecord``. A multi-run records a failure (with its
+traceback) and carries on with the other runs.
 """
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+import random
 import time
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from mmbench import records
-from mmbench.errors import MismatchError, MMBenchError, PluginError
+from mmbench.errors import MismatchError, MMBenchError, PluginError, UsageError
 from mmbench.plugins import Registry, get_registry
 from mmbench.specs import DatasetSpec, ModelSpec
 from mmbench.tasks import DATA_TYPES
 from mmbench.tasks import captioning, classification, grounding, retrieval
+from mmbench.tasks.base import parse_task_options
 
 EVALUATORS = {
     "retrieval": retrieval.evaluate,
     "captioning": captioning.evaluate,
     "grounding": grounding.evaluate,
     "classification": classification.evaluate,
+}
+TASK_OPTIONS = {
+    "retrieval": retrieval.OPTIONS,
+    "captioning": captioning.OPTIONS,
+    "grounding": grounding.OPTIONS,
+    "classification": classification.OPTIONS,
 }
 
 
@@ -33,13 +48,14 @@ class EvalConfig:
     split: str | None = None
     data_root: str | None = None
     options: dict[str, str] = field(default_factory=dict)  # model factory options
-    dataset_options: dict[str, str] = field(default_factory=dict)
+    dataset_options: dict[str, str] = field(default_factory=dict)  # "key" (every split) or "key.split"
     batch_size: int | None = None
     seed: int = 0
     bootstrap: int = 1000  # resamples for CIs; 0 disables
     confidence: float = 0.95
     show_progress: bool = True
     task_options: dict[str, Any] = field(default_factory=dict)  # e.g. ties, iou convention, tokenizer
+    allow_overlap: bool = False  # fit on train data that overlaps the evaluated split (recorded)
 
 
 def accepted_forms(accepts) -> set[str]:
@@ -72,6 +88,100 @@ def check_fit(mspec: ModelSpec, dspec: DatasetSpec, registry: Registry) -> None:
             f"Datasets that fit this plugin: {', '.join(variants) or '(none installed)'}.")
 
 
+# --------------------------------------------------------------------------- options
+
+def _signature_keys(fn, skip: tuple[str, ...] = ()) -> tuple[set[str], bool]:
+    """(named keyword parameters, takes **kwargs) of a callable; ({}, True) when unknown."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return set(), True
+    named = {p.name for p in sig.parameters.values()
+             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in skip}
+    var_kw = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+    return named, var_kw
+
+
+def _check_option_keys(keys, declared: dict[str, str], fn, *, what: str, flag: str,
+                       skip: tuple[str, ...] = ()) -> None:
+    """Unknown ``keys`` (not declared on the spec, not a parameter of the factory) -> UsageError."""
+    named, var_kw = _signature_keys(fn, skip)
+    known = set(declared) | named
+    if var_kw and not declared:
+        return  # the factory takes anything and declares nothing: it validates its own options
+    unknown = sorted(k for k in keys if k not in known)
+    if unknown:
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], sorted(known), n=1)
+        listing = "; ".join(f"{k}: {declared.get(k, '')}".rstrip(": ") for k in sorted(known)) or "(none)"
+        raise UsageError(f"{what} has no option {unknown[0]!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+                         + f". Its {flag} options: {listing}")
+
+
+def split_options(dspec: DatasetSpec, options: dict[str, str]) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """Dataset options -> (options for every split, {split: options for that split only}).
+
+    ``annotations.val=FILE`` applies to the val split only; ``annotations=FILE`` to every split.
+    """
+    common: dict[str, str] = {}
+    per: dict[str, dict[str, str]] = {}
+    for k, v in options.items():
+        base, dot, sp = k.rpartition(".")
+        if dot and base and sp in dspec.splits:
+            per.setdefault(sp, {})[base] = v
+        elif dot and base and base in dspec.options:
+            from mmbench.errors import UnknownNameError
+
+            raise UnknownNameError(f"split of dataset {dspec.name!r} (in --dataset-option {k!r})", sp,
+                                   list(dspec.splits))
+        else:
+            common[k] = v
+    return common, per
+
+
+def options_for_split(dspec: DatasetSpec, options: dict[str, str], split: str) -> dict[str, str]:
+    common, per = split_options(dspec, options)
+    return {**common, **per.get(split, {})}
+
+
+def preflight(mspec: ModelSpec, dspec: DatasetSpec, cfg: EvalConfig, registry: Registry) -> dict[str, Any]:
+    """Check one (plugin, dataset) pair before anything runs; returns the parsed task options.
+
+    Raises UsageError (exit 2, no record) for a task/form mismatch, an unknown split, a missing
+    data root, unknown model/dataset/task option keys or invalid task option values.
+    """
+    check_fit(mspec, dspec, registry)
+    split = cfg.split or dspec.default_split
+    if split not in dspec.splits:
+        from mmbench.errors import UnknownNameError
+
+        raise UnknownNameError(f"split of dataset {dspec.name!r}", split, list(dspec.splits))
+    if dspec.needs_data_root:
+        if not cfg.data_root:
+            raise UsageError(f"dataset {dspec.name!r} needs --data-root PATH (the folder holding its files). "
+                             f"Run `mmbench datasets layout {dspec.name}` to see the expected layout.")
+        if not Path(cfg.data_root).is_dir():
+            raise UsageError(f"--data-root {cfg.data_root!r} is not a folder (dataset {dspec.name!r}). "
+                             f"Run `mmbench datasets layout {dspec.name}` to see the expected layout.")
+    common, per = split_options(dspec, cfg.dataset_options)
+    keys = set(common) | {k for d in per.values() for k in d}
+    _check_option_keys(keys, dspec.options, _factory(dspec.factory, f"dataset {dspec.name!r}"),
+                       what=f"dataset {dspec.name!r}", flag="--dataset-option (-D)",
+                       skip=("task", "split", "data_root"))
+    _check_option_keys(set(cfg.options) - {"seed"}, mspec.options, _factory(mspec.factory, f"plugin {mspec.name!r}"),
+                       what=f"plugin {mspec.name!r}", flag="--option (-o)")
+    return parse_task_options(cfg.task_options, TASK_OPTIONS[mspec.task], mspec.task)
+
+
+def _factory(ref, what: str):
+    from mmbench.specs import resolve
+
+    return resolve(ref, what=what)
+
+
+# --------------------------------------------------------------------------- plugin calls
+
 def _call_plugin(plugin_name: str, what: str, fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
@@ -81,20 +191,44 @@ def _call_plugin(plugin_name: str, what: str, fn, *args, **kwargs):
         raise PluginError(f"plugin {plugin_name!r} raised {type(exc).__name__} in {what}: {exc}") from exc
 
 
-def _load_data(dspec: DatasetSpec, task: str, split: str, cfg: EvalConfig):
-    if split not in dspec.splits:
-        from mmbench.errors import UnknownNameError
+def seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
 
-        raise UnknownNameError(f"split of dataset {dspec.name!r}", split, list(dspec.splits))
-    if dspec.needs_data_root and not cfg.data_root:
-        raise MMBenchError(f"dataset {dspec.name!r} needs --data-root PATH (the folder holding its files). "
-                           f"Run `mmbench datasets layout {dspec.name}` to see the expected layout.")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build_model(mspec: ModelSpec, options: dict[str, str], seed: int) -> Any:
+    """Build the model with the run's seed: the factory gets ``seed`` when it takes one (an explicit
+    ``-o seed=`` wins), and the global RNGs are seeded right before it runs."""
+    opts = dict(options)
+    named, _ = _signature_keys(_factory(mspec.factory, f"plugin {mspec.name!r}"))
+    if "seed" not in opts and ("seed" in named or "seed" in mspec.options):
+        opts["seed"] = str(seed)
+    seed_everything(seed)
+    return _call_plugin(mspec.name, "its factory", mspec.build, **opts)
+
+
+def fit_model(name: str, model: Any, train, val, seed: int) -> None:
+    """``model.fit(train, val)`` with the global RNGs seeded; ``seed=`` passed when fit takes it."""
+    named, _ = _signature_keys(model.fit)
+    seed_everything(seed)
+    kwargs = {"seed": seed} if "seed" in named else {}
+    _call_plugin(name, "fit()", model.fit, train, val, **kwargs)
+
+
+# --------------------------------------------------------------------------- data
+
+def _load_data(dspec: DatasetSpec, task: str, split: str, cfg: EvalConfig):
+    options = options_for_split(dspec, cfg.dataset_options, split)
     try:
-        data = dspec.load(task, split, cfg.data_root, **cfg.dataset_options)
+        data = dspec.load(task, split, cfg.data_root, **options)
     except MMBenchError:
         raise
     except TypeError as exc:
-        raise MMBenchError(f"dataset {dspec.name!r}: bad dataset option(s) {sorted(cfg.dataset_options)}: {exc}. "
+        raise MMBenchError(f"dataset {dspec.name!r}: bad dataset option(s) {sorted(options)}: {exc}. "
                            f"Known options: {', '.join(dspec.options) or '(none)'}") from exc
     expected = DATA_TYPES[task]
     if not isinstance(data, expected):
@@ -108,6 +242,54 @@ def _n_samples(data) -> int:
         if hasattr(data, attr):
             return len(getattr(data, attr))
     return 0
+
+
+def _image_key(im) -> tuple[str, str] | None:
+    """What identifies one image's content across splits: its file, its features or its pixels."""
+    import numpy as np
+
+    if getattr(im, "path", None) is not None:
+        try:
+            return ("file", str(Path(im.path).resolve()))
+        except OSError:
+            return ("file", str(im.path))
+    regions = getattr(im, "regions", None)
+    if regions is not None:
+        arr = np.asarray(regions)
+        first = arr.reshape(arr.shape[0], -1)[:1] if arr.ndim >= 2 and arr.shape[0] else arr
+        return ("features", hashlib.sha1(np.ascontiguousarray(first).tobytes() + str(arr.shape).encode()).hexdigest())
+    pil = getattr(im, "pil", None)
+    if pil is not None:
+        from PIL import Image
+
+        thumb = np.asarray(pil.convert("RGB").resize((16, 16), Image.NEAREST))
+        return ("pixels", hashlib.sha1(thumb.tobytes() + str(pil.size).encode()).hexdigest())
+    return ("id", str(im.id))
+
+
+def content_keys(data) -> dict[tuple[str, str], str]:
+    """{content key: sample id} of every evaluated unit of ``data``.
+
+    Images are identified by content (file, features, pixels), never by id alone: ids such as
+    row numbers repeat across splits. A sample without an image is identified by id and text.
+    """
+    out: dict[tuple[str, str], str] = {}
+    for im in getattr(data, "images", ()):
+        out.setdefault(_image_key(im), im.id)
+    for s in list(getattr(data, "samples", ())) + list(getattr(data, "unlabelled", ())):
+        if getattr(s, "image", None) is not None:
+            key = _image_key(s.image)
+        else:
+            key = ("text", f"{s.id}\0{getattr(s, 'text', '')}")
+        out.setdefault(key, s.id)
+    return out
+
+
+def overlap(evaluated, fitted) -> list[str]:
+    """Ids of evaluated units whose image file, features or id also occur in ``fitted``."""
+    mine = content_keys(evaluated)
+    theirs = set(content_keys(fitted))
+    return [sid for key, sid in mine.items() if key in theirs]
 
 
 def _checkpoint(model) -> dict:
@@ -140,49 +322,79 @@ def published_deltas(mspec: ModelSpec, meta: dict, metrics: dict) -> list[dict]:
     return out
 
 
+def _refuse_shared_files(mspec: ModelSpec, dspec: DatasetSpec, cfg: EvalConfig, split: str) -> None:
+    """A per-split file option given for every split makes train and eval read the same file."""
+    common, _ = split_options(dspec, cfg.dataset_options)
+    shared = sorted(k for k in common if k in dspec.split_files)
+    if shared and not cfg.allow_overlap:
+        k = shared[0]
+        raise UsageError(
+            f"plugin {mspec.name!r} trains on the train split (it has fit()), but --dataset-option {k}=... applies "
+            f"to every split of {dspec.name!r}, so the train data would be read from the same file as the "
+            f"evaluated {split!r} split. Give it per split ({k}.train=..., {k}.{split}=...), or pass "
+            f"--allow-overlap to fit on it anyway (recorded).")
+
+
 def run_eval(plugin: str, dataset: str, cfg: EvalConfig | None = None, *,
-             registry: Registry | None = None) -> records.RunRecord:
+             registry: Registry | None = None, task_options: dict | None = None) -> records.RunRecord:
     """Evaluate one plugin on one dataset split. Raises MMBenchError on any failure."""
     cfg = cfg or EvalConfig()
     reg = registry or get_registry()
     mspec = reg.model(plugin)
     dspec = reg.dataset(dataset)
-    check_fit(mspec, dspec, reg)
+    if task_options is None:
+        task_options = preflight(mspec, dspec, cfg, reg)
     task = mspec.task
     split = cfg.split or dspec.default_split
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
-
-    import numpy as np
-    import torch
-
-    np.random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
 
     t0 = time.perf_counter()
     data = _load_data(dspec, task, split, cfg)
     timings["load_data"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    model = _call_plugin(plugin, "its factory", mspec.build, **cfg.options)
+    model = build_model(mspec, cfg.options, cfg.seed)
     timings["build_model"] = time.perf_counter() - t0
 
+    notes: list[str] = []
+    fit_data: dict[str, Any] = {}
     if hasattr(model, "fit"):
         if "train" not in dspec.splits:
             raise MismatchError(f"plugin {plugin!r} trains on the train split (it has fit()), but dataset "
                                 f"{dataset!r} has no train split (splits: {', '.join(dspec.splits)})")
+        if split == "train":
+            raise UsageError(f"plugin {plugin!r} trains on the train split (it has fit()); evaluating it on "
+                             f"the train split of {dataset!r} scores it on its own training data. Evaluate "
+                             f"another split (splits: {', '.join(dspec.splits)}).")
+        _refuse_shared_files(mspec, dspec, cfg, split)
         t0 = time.perf_counter()
         train = _load_data(dspec, task, "train", cfg)
         val = None
         if "val" in dspec.splits and split != "val":
             val = _load_data(dspec, task, "val", cfg)
         timings["load_train"] = time.perf_counter() - t0
+        for name, part in (("train", train), ("val", val)):
+            if part is None:
+                continue
+            shared = overlap(data, part)
+            fit_data[name] = {"fingerprint": part.meta.fingerprint, "n_samples": _n_samples(part),
+                              "overlap_with_evaluated": len(shared)}
+            if shared:
+                msg = (f"{len(shared)} of {len(content_keys(data))} evaluated {split!r} items of {dataset!r} also "
+                       f"occur in the {name} split the model is fitted on (same image file, features or id; "
+                       f"first: {', '.join(map(str, shared[:3]))})")
+                if not cfg.allow_overlap:
+                    raise UsageError(f"plugin {plugin!r} would be fitted on data it is scored on: {msg}. "
+                                     f"Check the dataset options (per split: key.train=..., key.{split}=...), "
+                                     f"or pass --allow-overlap to run anyway (recorded).")
+                notes.append(f"train/eval overlap allowed by --allow-overlap: {msg}")
         t0 = time.perf_counter()
-        _call_plugin(plugin, "fit()", model.fit, train, val)
+        fit_model(plugin, model, train, val, cfg.seed)
         timings["fit"] = time.perf_counter() - t0
 
     evaluate = EVALUATORS[task]
-    kwargs = dict(cfg.task_options)
+    kwargs = dict(task_options)
     if cfg.batch_size:
         kwargs["batch_size"] = cfg.batch_size
     elif getattr(model, "batch_size", None):
@@ -192,8 +404,15 @@ def run_eval(plugin: str, dataset: str, cfg: EvalConfig | None = None, *,
     timings.update({f"eval.{k}": v for k, v in result.timings.items()})
     if hasattr(model, "extra_metrics"):
         # A model may add its own metrics (e.g. TMC's expected calibration error) computed from the
-        # evaluated data and the task result; they are recorded beside the task's metrics.
+        # evaluated data and the task result; they are recorded beside the task's metrics. The task's
+        # own metrics are restored afterwards: extra_metrics may add, never change, a score.
+        import copy
+
+        kept = copy.deepcopy((result.metrics, result.per_sample))
         extra = _call_plugin(plugin, "extra_metrics()", model.extra_metrics, data, result) or {}
+        result.metrics, result.per_sample = kept
+        if not isinstance(extra, dict):
+            raise PluginError(f"plugin {plugin!r}: extra_metrics() returned {type(extra).__name__}, expected a dict")
         bad = [k for k, v in extra.items() if not isinstance(v, (int, float)) or k in result.metrics]
         if bad:
             raise PluginError(f"plugin {plugin!r}: extra_metrics() returned non-numeric or clashing keys {bad}")
@@ -217,6 +436,18 @@ def run_eval(plugin: str, dataset: str, cfg: EvalConfig | None = None, *,
     meta = data.meta.to_dict()
     meta["split"] = split
     meta["n_samples"] = _n_samples(data)
+    eval_options = options_for_split(dspec, cfg.dataset_options, split)
+    # The record's fingerprint covers everything the run read: the evaluated split's files (the
+    # adapter's fingerprint), the dataset options in force, and the data the model was fitted on.
+    meta["data_fingerprint"] = meta.get("fingerprint", "")
+    meta["options"] = eval_options
+    meta["fingerprint"] = records.fingerprint("mmbench.run-data/1", meta["data_fingerprint"], eval_options,
+                                              {k: v["fingerprint"] for k, v in fit_data.items()})
+    if fit_data:
+        meta["fit_data"] = fit_data
+    meta["notes"] = list(meta.get("notes") or []) + notes
+    if notes:
+        meta["overlap_allowed"] = True
     plugin_info = {"name": mspec.name, "package": mspec.plugin, "version": mspec.version,
                    "options": dict(cfg.options), **_checkpoint(model)}
     return records.RunRecord(
@@ -226,33 +457,61 @@ def run_eval(plugin: str, dataset: str, cfg: EvalConfig | None = None, *,
         environment=records.environment(),
         config={"batch_size": kwargs.get("batch_size"), "seed": cfg.seed, "bootstrap": cfg.bootstrap,
                 "confidence": cfg.confidence, "dataset_options": dict(cfg.dataset_options),
-                "task_options": dict(cfg.task_options)},
+                "task_options": dict(task_options), "allow_overlap": cfg.allow_overlap},
     )
 
 
 def failed_record(plugin: str, dataset: str, cfg: EvalConfig, exc: BaseException, debug: bool = False,
                   registry: Registry | None = None) -> records.RunRecord:
+    """The record of a run that failed: the error in one paragraph, and the traceback text kept too."""
     reg = registry or get_registry()
-    task = reg.models[plugin].task if plugin in reg.models else ""
-    split = cfg.split or (reg.datasets[dataset].default_split if dataset in reg.datasets else "")
+    task = split = ""
+    try:
+        task = reg.model(plugin).task
+    except MMBenchError:
+        pass
+    try:
+        split = cfg.split or reg.dataset(dataset).default_split
+    except MMBenchError:
+        split = cfg.split or ""
     err = str(exc) if isinstance(exc, MMBenchError) else f"{type(exc).__name__}: {exc}"
-    if debug:
-        err += "\n" + "".join(traceback.format_exception(exc))
-    return records.RunRecord(task=task, plugin={"name": plugin, "options": dict(cfg.options)},
-                             dataset={"name": dataset, "split": split, "protocol": ""},
-                             status="failed", error=err, environment=records.environment())
+    tb = "".join(traceback.format_exception(exc))
+    rec = records.RunRecord(task=task, plugin={"name": plugin, "options": dict(cfg.options)},
+                            dataset={"name": dataset, "split": split, "protocol": ""},
+                            status="failed", error=err, environment=records.environment(),
+                            config={"seed": cfg.seed, "dataset_options": dict(cfg.dataset_options),
+                                    "task_options": dict(cfg.task_options)})
+    rec.details["traceback"] = tb
+    return rec
+
+
+def preflight_many(plugins: list[str], datasets: list[str], cfg: EvalConfig, *,
+                   registry: Registry | None = None) -> dict[tuple[str, str], dict]:
+    """Preflight every (plugin, dataset) pair; the first usage mistake raises before anything runs."""
+    reg = registry or get_registry()
+    out = {}
+    for d in datasets:
+        dspec = reg.dataset(d)
+        for p in plugins:
+            out[(p, d)] = preflight(reg.model(p), dspec, cfg, reg)
+    return out
 
 
 def run_many(plugins: list[str], datasets: list[str], cfg: EvalConfig, *, registry: Registry | None = None,
              on_record=None) -> list[records.RunRecord]:
-    """Every plugin on every dataset; a failing run is recorded and the others go on."""
+    """Every plugin on every dataset; a failing run is recorded and the others go on.
+
+    Usage mistakes in any pair raise UsageError before the first run starts.
+    """
+    reg = registry or get_registry()
+    checked = preflight_many(plugins, datasets, cfg, registry=reg)
     out = []
     for d in datasets:
         for p in plugins:
             try:
-                rec = run_eval(p, d, cfg, registry=registry)
-            except MMBenchError as exc:
-                rec = failed_record(p, d, cfg, exc, registry=registry)
+                rec = run_eval(p, d, cfg, registry=reg, task_options=checked[(p, d)])
+            except Exception as exc:  # noqa: BLE001 - one failing run must not take the others down
+                rec = failed_record(p, d, cfg, exc, registry=reg)
             if on_record is not None:
                 on_record(rec)
             out.append(rec)

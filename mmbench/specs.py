@@ -87,6 +87,9 @@ class DatasetSpec:
     protocols: tuple[str, ...] = ()
     options: dict[str, str] = field(default_factory=dict)
     variants: dict[str, str] = field(default_factory=dict)  # input form -> dataset name offering it
+    #: options that name one split's file or folder (e.g. ``annotations``): given without a split
+    #: suffix they would make every split read the same file, which a model with fit() must not do
+    split_files: tuple[str, ...] = ()
     plugin: str = ""
 
     def __post_init__(self):

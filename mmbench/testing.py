@@ -111,7 +111,8 @@ class _Checker:
         except AssertionError as exc:
             self.report.checks.append(CheckResult(name, False, str(exc)))
         except Exception as exc:  # a plugin raising where it should not is a failure of that check
-            tb = traceback.extract_tb(exc.__traceback__)
+            origin = exc.__cause__ if exc.__cause__ is not None and exc.__cause__.__traceback__ else exc
+            tb = traceback.extract_tb(origin.__traceback__)
             where = f" (at {tb[-1].filename}:{tb[-1].lineno})" if tb else ""
             self.report.checks.append(CheckResult(name, False, f"raised {type(exc).__name__}: {exc}{where}"))
         else:
@@ -232,6 +233,42 @@ def _raises_or_empty(fn, arg, what: str, empty_ok) -> None:
 
 # --------------------------------------------------------------------------- per-task checks
 
+def _probe(task: str, a, b, data, n: int):
+    """(names, outputs of a, outputs of b) of the task's model calls on the first ``n`` items."""
+    if task == "retrieval":
+        ims, txts = list(data.images[:n]), list(data.texts[:n])
+        names, out_a, out_b = ["encode_images()", "encode_texts()"], [], []
+        for m, out in ((a, out_a), (b, out_b)):
+            ib, tb = m.encode_images(ims), m.encode_texts(txts)
+            out += [ib, tb] if not hasattr(m, "score") else [m.score(ib, tb), m.score(ib, tb)]
+        if hasattr(a, "score"):
+            names = ["score()", "score()"]
+        return names, [_as_array(x, names[0]) for x in out_a], [_as_array(x, names[0]) for x in out_b]
+    if task == "captioning":
+        ims = list(data.images[:n])
+        ca, cb = a.generate(ims), b.generate(ims)
+        return [f"generate() image {i}" for i in range(len(ims))], list(ca), list(cb)
+    inputs = [s.input_view() for s in data.samples[:n]]
+    if task == "grounding":
+        pa, pb = a.predict(inputs), b.predict(inputs)
+        return ([f"predict() sample {x.id!r}" for x in inputs], [_as_array(x, "boxes") for x in pa],
+                [_as_array(x, "boxes") for x in pb])
+    return ["predict_proba()"], [_as_array(a.predict_proba(inputs), "scores")], \
+        [_as_array(b.predict_proba(inputs), "scores")]
+
+
+def _inputs_only(call, what: str) -> None:
+    """Fail when the model reads a target from its inputs (models see inputs only)."""
+    from mmbench.tasks.base import TargetAccessError
+
+    try:
+        call()
+    except TargetAccessError as exc:
+        raise AssertionError(f"{what} reads the ground truth: {exc}") from None
+    except Exception:  # other failures are the "outputs" check's business
+        pass
+
+
 def _chunks(items: list, size: int) -> list[list]:
     return [list(items[i:i + size]) for i in range(0, len(items), size)]
 
@@ -348,8 +385,6 @@ def _check_captioning(c: _Checker, model, data, accepts, n_batch, name):
 
 
 def _check_grounding(c: _Checker, model, data, accepts, atol, rtol, n_batch, evaluate, name):
-    from dataclasses import replace
-
     from mmbench.metrics.grounding import BOX_FORMATS, box_problems, to_xyxy
     from mmbench.tasks import grounding
 
@@ -359,7 +394,9 @@ def _check_grounding(c: _Checker, model, data, accepts, atol, rtol, n_batch, eva
         assert fmt in BOX_FORMATS, f"box_format {fmt!r} is not one of {', '.join(BOX_FORMATS)}"
         norm = getattr(model, "box_normalized", False)
         assert isinstance(norm, (bool, np.bool_)), f"box_normalized must be a bool, got {type(norm).__name__}"
-    samples = list(data.samples[:n_batch])
+    samples = [s.input_view() for s in data.samples[:n_batch]]
+    with c.check("inputs-only", fatal=True):
+        _inputs_only(lambda: model.predict(samples), "predict()")
 
     def pred(items):
         out = model.predict(items)
@@ -394,7 +431,7 @@ def _check_grounding(c: _Checker, model, data, accepts, atol, rtol, n_batch, eva
     s0 = samples[0]
 
     def call_wrong(item):
-        return model.predict([replace(s0, image=item)])
+        return model.predict([grounding.GroundingInput(s0.id, item, s0.expression)])
 
     _check_wrong_form(c, accepts, s0.image, call_wrong, "predict()")
     if evaluate:
@@ -404,14 +441,14 @@ def _check_grounding(c: _Checker, model, data, accepts, atol, rtol, n_batch, eva
 
 
 def _check_classification(c: _Checker, model, data, accepts, atol, rtol, n_batch, evaluate, name):
-    from dataclasses import replace
-
     from mmbench.tasks import classification
 
     with c.check("methods", fatal=True):
         assert callable(getattr(model, "predict_proba", None)), "classification model has no callable predict_proba()"
-    samples = list(data.samples[:n_batch])
+    samples = [s.input_view() for s in data.samples[:n_batch]]
     n_cls = len(data.classes)
+    with c.check("inputs-only", fatal=True):
+        _inputs_only(lambda: model.predict_proba(samples), "predict_proba()")
 
     def proba(items):
         return _numeric(model.predict_proba(items), "predict_proba() output", (len(items), n_cls))
@@ -431,7 +468,7 @@ def _check_classification(c: _Checker, model, data, accepts, atol, rtol, n_batch
         with c.check("wrong-input-form"):
             raise _Skip("text-only model: images are not an input form it reads")
     else:
-        _check_wrong_form(c, accepts, s0.image, lambda item: model.predict_proba([replace(s0, image=item)]),
+        _check_wrong_form(c, accepts, s0.image, lambda item: model.predict_proba([classification.ClassificationInput(s0.id, s0.text, item)]),
                           "predict_proba()")
     if evaluate:
         with c.check("evaluate"):
@@ -511,10 +548,12 @@ def _check_spec(spec) -> None:
 def check_plugin(name: str, *, options: dict[str, str] | None = None, dataset: str = "demo", split: str = "test",
                  limit: int = 24, registry: Any = None, dataset_options: dict[str, str] | None = None,
                  data_root: str | None = None, batch: int = 8, atol: float = 1e-5, rtol: float = 1e-4,
-                 raise_on_failure: bool = True) -> ConformanceReport:
+                 raise_on_failure: bool = True, seed: int = 0) -> ConformanceReport:
     """Check installed model plugin ``name`` against the contract on ``limit`` samples of a dataset split.
 
-    ``options`` are the model's ``--option`` values (strings, as on the command line).
+    ``options`` are the model's ``--option`` values (strings, as on the command line). The model
+    is built (and fitted) the way ``mmbench eval`` does it, with ``seed``; the ``seeded`` check
+    builds a second one with the same seed and requires the same outputs.
     Raises AssertionError naming the plugin and the failed check(s); returns the report.
     """
     from mmbench.plugins import get_registry
@@ -525,12 +564,14 @@ def check_plugin(name: str, *, options: dict[str, str] | None = None, dataset: s
     c = _Checker(report)
     try:
         with c.check("registered", fatal=True):
-            if name not in reg.models:
+            from mmbench.errors import MMBenchError
+
+            try:
+                spec = reg.model(name)
+            except MMBenchError as exc:
                 broken = "; ".join(f"{p.name} ({p.package}): {p.error}" for p in reg.failures())
-                raise AssertionError(f"no model plugin named {name!r} is installed (known: "
-                                     f"{', '.join(sorted(reg.models)) or 'none'})"
-                                     + (f"; plugins that failed to load: {broken}" if broken else ""))
-        spec = reg.models[name]
+                raise AssertionError(f"no model plugin named {name!r} can be chosen: {exc}"
+                                     + (f"; plugins that failed to load: {broken}" if broken else "")) from None
         report.task = spec.task
         with c.check("spec", fatal=True):
             _check_spec(spec)
@@ -545,8 +586,10 @@ def check_plugin(name: str, *, options: dict[str, str] | None = None, dataset: s
 
         with c.check("load-data", fatal=True):
             data = load(split)
+        from mmbench.runner import build_model, fit_model
+
         with c.check("build", fatal=True):
-            model = spec.build(**(options or {}))
+            model = build_model(spec, options or {}, seed)
             assert model is not None, "the factory returned None"
         train = val = None
         if hasattr(model, "fit"):
@@ -554,8 +597,21 @@ def check_plugin(name: str, *, options: dict[str, str] | None = None, dataset: s
                 assert "train" in dspec.splits, f"the model has fit() but dataset {dataset!r} has no train split"
                 train = load("train")
                 val = load("val") if "val" in dspec.splits and split != "val" else None
-        check_model(model, spec.task, data, name=name, accepts=spec.accepts, train=train, val=val, batch=batch,
+            with c.check("fit", fatal=True):
+                fit_model(name, model, train, val, seed)
+        check_model(model, spec.task, data, name=name, accepts=spec.accepts, train=None, val=None, batch=batch,
                     atol=atol, rtol=rtol, raise_on_failure=False, report=report)
+        if report.ok:
+            with c.check("seeded"):
+                # the same seed must give the same model: build (and fit) a second one and compare
+                again = build_model(spec, options or {}, seed)
+                if hasattr(again, "fit"):
+                    fit_model(name, again, train, val, seed)
+                for what, a, b in zip(*_probe(spec.task, model, again, data, batch)):
+                    if isinstance(a, str) or isinstance(b, str):
+                        assert a == b, f"{what}: two models built with seed {seed} differ: {a!r} vs {b!r}"
+                    else:
+                        _same(a, b, f"{what}: two models built (and fitted) with seed {seed}", atol, rtol)
     except _Fatal:
         pass
     if raise_on_failure:

@@ -508,3 +508,111 @@ def test_captioning_and_grounding_pairs():
     assert [x.rule for x in c.failures] == ["acc@0.5 no-sig-drop p<0.05"]
     ref = paired_bootstrap("grounding", "acc@0.5", {"hit": list(hit_a)}, {"hit": list(hit_b)}, n_resamples=B)
     assert c.pairs[0].rows[0].p_value == ref["p_value"] and c.pairs[0].rows[0].ci == ref["ci"]
+
+
+# --------------------------------------------------------------------------- --pair-by samples
+
+
+def test_pair_by_samples_pairs_two_plugins_on_the_same_samples(base_ranks):
+    i2t, t2i = base_ranks
+    vsepp = retrieval_record(i2t, t2i, plugin="vsepp")
+    # another model on the same images and captions, its outcomes listed in another order
+    order = list(np.random.default_rng(9).permutation(N_IMG))
+    new_i2t, new_t2i = _ranks(1, worse=0.3)
+    sgraf = retrieval_record(new_i2t, new_t2i, plugin="sgraf", order=order)
+    in_order = retrieval_record(new_i2t, new_t2i, plugin="sgraf")
+    # by plugin (the default) two models never pair
+    by_plugin = r"no new run matches a baseline run by \(plugin, dataset, split, protocol\)"
+    with pytest.raises(MMBenchError, match=by_plugin):
+        cmp.compare(runs(vsepp), runs(sgraf), n_resamples=B)
+    c = cmp.compare(runs(vsepp), runs(sgraf), rules("plugin=sgraf rsum no-sig-drop p<0.05"), n_resamples=B,
+                    seed=3, pair_by="samples")
+    p = c.pairs[0]
+    assert p.label == "vsepp → sgraf · demo/test" and (p.n_baseline, p.n_new, p.n_shared) == (N_IMG,) * 3
+    assert not p.notes
+    # the paired bootstrap on outcomes aligned by sample id: exactly the per-metric reference
+    for m in ("i2t.R@1", "t2i.R@5", "rsum", "i2t.medr"):
+        ref = paired_bootstrap("retrieval", m, vsepp.per_sample, in_order.per_sample, n_resamples=B, seed=3)
+        row = next(r for r in p.rows if r.metric == m)
+        assert (row.ci, row.p_value, row.n) == (ref["ci"], ref["p_value"], N_IMG), m
+        assert row.delta == pytest.approx(sgraf.metrics[m] - vsepp.metrics[m], abs=1e-12)
+    assert [x.metric for x in c.failures] == ["rsum"] and c.failures[0].run == "vsepp → sgraf · demo/test"
+    d = c.to_dict()
+    assert (d["settings"]["pair_by"], d["runs"][0]["baseline_plugin"], d["runs"][0]["plugin"]) == \
+        ("samples", "vsepp", "sgraf")
+    assert "### vsepp → sgraf · demo/test" in cmp.to_markdown(c)
+
+
+def test_pair_by_samples_refuses_other_samples_or_data(base_ranks):
+    i2t, t2i = base_ranks
+    a = retrieval_record(i2t, t2i, plugin="vsepp")
+    with pytest.raises(MismatchError, match=r"field 'dataset.data_fingerprint' differs: baseline 'fp1'.* vs new 'fp2'"):
+        cmp.compare(runs(a), runs(retrieval_record(i2t, t2i, plugin="sgraf", fp="fp2")), pair_by="samples")
+    with pytest.raises(MismatchError, match="needs the data fingerprint of both runs; missing in the new record"):
+        cmp.compare(runs(a), runs(retrieval_record(i2t, t2i, plugin="sgraf", fp="")), pair_by="samples")
+    keep = list(range(0, N_IMG, 2))  # other (fewer) images: pairing by samples refuses instead of subsetting
+    caps = [j for i in keep for j in range(5 * i, 5 * i + 5)]
+    sub = retrieval_record(i2t[keep], t2i[caps], plugin="sgraf")
+    sub.sample_ids = {"i2t_rank": [f"img{i:04d}" for i in keep], "t2i_rank": [f"t{j}" for j in caps]}
+    with pytest.raises(MismatchError) as ei:
+        cmp.compare(runs(a), runs(sub), pair_by="samples")
+    msg = str(ei.value)
+    assert "vsepp → sgraf · demo/test: sample ids differ (i2t_rank): baseline 300, new 150, shared 150; " \
+           "only in baseline: 'img0001', 'img0003', 'img0005', …" in msg
+    assert "or samples" in msg
+    renamed = retrieval_record(i2t, t2i, plugin="sgraf")
+    renamed.sample_ids = {k: [f"x{s}" for s in v] for k, v in renamed.sample_ids.items()}
+    with pytest.raises(MismatchError, match=r"only in new: 'ximg0000'"):
+        cmp.compare(runs(a), runs(renamed), pair_by="samples")
+    no_ids = retrieval_record(i2t, t2i, plugin="sgraf")
+    no_ids.sample_ids = {}
+    with pytest.raises(MismatchError, match="new record has no sample ids for 'i2t_rank'"):
+        cmp.compare(runs(a), runs(no_ids), pair_by="samples")
+    bare = retrieval_record(i2t, t2i, plugin="sgraf")
+    bare.per_sample, bare.sample_ids = {}, {}
+    with pytest.raises(MismatchError, match="new record has no per-sample outcomes to pair"):
+        cmp.compare(runs(a), runs(bare), pair_by="samples")
+    # two plugins on the same data in one side: which to pair is ambiguous
+    ambiguous = r"(?s)new holds runs of several plugins on the same dataset.*demo/test: x \("
+    with pytest.raises(MMBenchError, match=ambiguous):
+        cmp.compare(runs(a), runs(retrieval_record(i2t, t2i, plugin="x"), retrieval_record(i2t, t2i, plugin="y")),
+                    pair_by="samples")
+    with pytest.raises(MMBenchError, match="unknown pairing 'images'"):
+        cmp.compare(runs(a), runs(a), pair_by="images")
+
+
+def test_pair_by_samples_cli_and_failed_new_run(tmp_path, base_ranks):
+    i2t, t2i = base_ranks
+    base = _save(tmp_path, "base", retrieval_record(i2t, t2i, plugin="vsepp"))
+    new = _save(tmp_path, "new", retrieval_record(*_noisy(i2t, t2i, 7), plugin="sgraf"))
+    res = _cli([str(base), str(new), "--pair-by", "samples", "--gate", "rsum no-sig-drop", "--bootstrap", "200"],
+               env={})
+    assert res.exit_code == 0, res.output
+    assert "vsepp → sgraf · demo/test" in res.output and "PASS" in res.output
+    res = _cli([str(base), str(new), "--bootstrap", "0"], env={})
+    assert res.exit_code == 2 and "no new run matches" in res.output
+    res = _cli([str(base), str(new), "--pair-by", "image"], env={})
+    assert res.exit_code == 2 and "unknown --pair-by 'image'; choose plugin or samples" in res.output
+    other = _save(tmp_path, "other", retrieval_record(i2t, t2i, plugin="sgraf", fp="fp9"))
+    res = _cli([str(base), str(other), "--pair-by", "samples"], env={})
+    assert res.exit_code == 2 and "dataset.data_fingerprint" in res.output
+    failed = RunRecord(task="retrieval", plugin={"name": "sgraf"}, dataset={"name": "demo", "split": "test",
+                                                                             "protocol": ""},
+                       status="failed", error="PluginError: sgraf: out of memory")
+    c = cmp.compare(cmp.load_runs([base]), runs(failed), pair_by="samples")
+    assert not c.passed and "out of memory" in c.failures[0].message
+
+
+def test_newest_of_duplicates_does_not_depend_on_paths_or_order(base_ranks):
+    i2t, t2i = base_ranks
+    a = retrieval_record(i2t, t2i, created="2026-01-01T00:00:00+00:00", run_id="aaaaaaaaaaaa")
+    b = retrieval_record(*_noisy(i2t, t2i, 7), created="2026-01-01T00:00:00+00:00", run_id="bbbbbbbbbbbb")
+    c = retrieval_record(*_noisy(i2t, t2i, 8), created="2025-12-31T23:00:00-01:00", run_id="cccccccccccc")
+    paths = {"aaaaaaaaaaaa": "runs/z.json", "bbbbbbbbbbbb": "runs/a.json", "cccccccccccc": "runs/b.json"}
+    for order in ((a, b, c), (c, b, a), (b, c, a)):
+        loaded = [cmp.LoadedRun(r, paths[r.run_id]) for r in order]
+        notes: list[str] = []
+        pairs, *_ = cmp.match_runs(loaded, loaded, notes)
+        # the same instant three times (one written with another offset): the largest run id, not the path
+        assert pairs[0].new.record.run_id == "cccccccccccc"
+        assert "using the newest (runs/b.json)" in notes[0]

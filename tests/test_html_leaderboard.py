@@ -371,3 +371,37 @@ def test_markdown_and_terminal_leaderboards_show_published_deltas():
         console.print(t)
     text = console.export_text()
     assert "vs published" in text and "t2i.R@1 58.80 (Δ +9.40 ✗)" in text
+
+
+def test_html_failed_only_sections_notes_and_reruns_in_headless_chromium(browser, tmp_path):
+    """Issue 10 §4 in a real browser: failures of every task are rows (a failed-only section too), notes are
+    shown escaped, superseded re-runs are hidden; the page stays free of errors and injected script."""
+    recs = _records()
+    recs[0].dataset["notes"] = ["flickr30k test: 998 images, the standard copy has 1000", EVIL]
+    recs.append(_retrieval("alpha", 1.0, protocol=""))  # an older re-run of alpha: hidden
+    recs[-1].created = "2000-01-01T00:00:00+00:00"
+    recs.append(RunRecord(task="captioning", plugin={"name": "nn-caption"},
+                          dataset={"name": "coco_captions", "split": "val", "protocol": ""}, status="failed",
+                          error="PluginError: nn-caption: " + EVIL))
+    page = tmp_path / "leaderboard.html"
+    page.write_text(render_html(recs), encoding="utf-8")
+    cdp = browser
+    sid = _open(cdp, page.as_uri())
+    assert _eval(cdp, sid, "document.querySelectorAll('table.lb').length") == 3
+    assert _eval(cdp, sid, "window.__pwned === undefined") is True
+    assert _eval(cdp, sid, "document.querySelectorAll('img').length") == 0
+    assert _rows(cdp, sid) == ["clip-vit-b32", EVIL, "alpha", "zeta", "broken"]  # the old alpha is not shown
+    assert _rows(cdp, sid, table=2) == ["nn-caption"]
+    # every body row spans exactly the header's columns, failed-only table included
+    spans = _eval(cdp, sid, "Array.from(document.querySelectorAll('table.lb')).map(t => "
+                            "[t.tHead.rows[0].cells.length, Array.from(t.tBodies[0].rows).map(r => "
+                            "Array.from(r.cells).reduce((a, c) => a + c.colSpan, 0))])")
+    assert all(all(n == head for n in rows) for head, rows in spans), spans
+    notes = _eval(cdp, sid, "Array.from(document.querySelectorAll('ul.notes li')).map(li => li.textContent)")
+    assert notes == ["note: flickr30k test: 998 images, the standard copy has 1000 (alpha)", f"note: {EVIL} (alpha)"]
+    assert "older re-run" in _eval(cdp, sid, "document.querySelector('p.hidden').textContent")
+    _click(cdp, sid, "th[data-metric='rsum'] button")  # sorting still works with the notes beside the table
+    errors = [e for e in cdp.events if e.get("method") == "Runtime.exceptionThrown"
+              or (e.get("method") == "Runtime.consoleAPICalled" and e["params"].get("type") in ("error", "assert"))
+              or (e.get("method") == "Log.entryAdded" and e["params"]["entry"].get("level") == "error")]
+    assert not errors, json.dumps(errors, indent=1)[:2000]

@@ -37,7 +37,8 @@ def test_oracle_retrieval_is_perfect_and_published_delta(reg):
     assert rec.per_sample["t2i_rank"] == [0] * 30
     assert rec.published == [{"metric": "i2t.R@1", "published": 99.0, "measured": 100.0, "delta": 1.0,
                               "tolerance": 2.0, "within": True, "source": "toy paper", "protocol": None}]
-    assert rec.dataset["fingerprint"] == "f" * 16 and rec.dataset["n_samples"] == 6
+    assert rec.dataset["data_fingerprint"] == "f" * 16 and rec.dataset["n_samples"] == 6
+    assert rec.dataset["fingerprint"] not in ("", "f" * 16)  # covers options and fitted data too
 
 
 def test_cross_scorer_gives_the_same_ranks_as_dual(reg):
@@ -85,7 +86,7 @@ def test_task_mismatch_names_what_fits(reg):
 def test_unknown_names_suggest_the_closest(reg):
     with pytest.raises(UnknownNameError, match="Did you mean 'oracle'"):
         run_eval("oracel", "toy", cfg(), registry=reg)
-    with pytest.raises(UnknownNameError, match="Unknown split of dataset 'toy' 'tset'.*Did you mean 'test'"):
+    with pytest.raises(UnknownNameError, match="Unknown split 'tset' of dataset 'toy'.*Did you mean 'test'"):
         run_eval("oracle", "toy", cfg(split="tset"), registry=reg)
 
 

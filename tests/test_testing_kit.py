@@ -362,4 +362,4 @@ def test_check_plugin_factory_error_is_a_build_failure():
 
     reg = _registry([ModelSpec(name="x", task="retrieval", factory=build)])
     rep = check_plugin("x", dataset="tiny", registry=reg, raise_on_failure=False)
-    assert [f.name for f in rep.failures] == ["build"] and "OSError: weights missing" in rep.failures[0].detail
+    assert [f.name for f in rep.failures] == ["build"] and "OSError in its factory: weights missing" in rep.failures[0].detail

@@ -118,9 +118,13 @@ def test_eval_through_the_cli(installed, tmp_path):
     assert {"i2t.R@1", "i2t.R@10", "t2i.R@5", "rsum"} <= set(m) and 0 <= m["t2i.R@10"] <= 100
     assert rec["details"]["n_images"] == 200 and rec["details"]["n_texts"] == 1000
     assert Path(rec["path"]).is_file()
+    before = sorted(tmp_path.iterdir())
     r = _mmbench("eval", "-p", "hello-model", "-d", "demo", "--option", "colour=red", "--bootstrap", "0",
                  "--out", str(tmp_path), "--no-progress")
-    assert r.returncode == 1 and "unknown option(s) ['colour']" in r.stderr
+    # a usage mistake: exit 2, the plugin's declared options listed, no failed record written
+    assert r.returncode == 2, r.stderr
+    assert "plugin 'hello-model' has no option 'colour'" in r.stderr and "batch_size: images per call" in r.stderr
+    assert sorted(tmp_path.iterdir()) == before
 
 
 def test_scaffold_evaluates_and_its_own_tests_pass(installed, tmp_path):

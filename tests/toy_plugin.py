@@ -13,8 +13,9 @@ from mmbench.tasks.captioning import CaptioningData
 N_IMG = 6
 
 
-def _images(n=N_IMG, regions=True):
-    rng = np.random.default_rng(0)
+def _images(n=N_IMG, regions=True, split="test"):
+    # each split its own features: a model with fit() must not be fitted on the evaluated data
+    rng = np.random.default_rng(["train", "val", "test"].index(split) if split in ("train", "val") else 0)
     return [ImageItem(id=f"im{i}", regions=rng.random((4, 8), dtype=np.float32) if regions else None,
                       size=(100, 80)) for i in range(n)]
 
@@ -23,13 +24,15 @@ def toy_data(task, split, data_root=None, **options):
     meta = DatasetMeta(name="toy", split=split, task=task, protocol="5-per-image", fingerprint="f" * 16)
     if task == "retrieval":
         texts = [f"caption {j // 5} variant {j % 5}" for j in range(N_IMG * 5)]
-        return RetrievalData(_images(), texts, np.arange(N_IMG * 5) // 5, meta)
+        return RetrievalData(_images(split=split), texts, np.arange(N_IMG * 5) // 5, meta)
     if task == "captioning":
-        return CaptioningData(_images(), [[f"a picture number {i}", f"image {i} here"] for i in range(N_IMG)], meta)
+        return CaptioningData(_images(split=split), [[f"a picture number {i}", f"image {i} here"]
+                                                     for i in range(N_IMG)], meta)
     if task == "grounding":
         return GroundingData([GroundingSample(f"g{i}", im, "the thing", np.array([[10, 10, 50, 40]]))
-                              for i, im in enumerate(_images())], meta)
-    samples = [ClassificationSample(f"c{i}", f"text {i % 3}", None, i % 3) for i in range(12)]
+                              for i, im in enumerate(_images(split=split))], meta)
+    prefix = "" if split == "test" else f"{split}:"
+    samples = [ClassificationSample(f"{prefix}c{i}", f"text {i % 3}", None, i % 3) for i in range(12)]
     return ClassificationData(samples, ["positive", "neutral", "negative"], meta)
 
 

@@ -31,7 +31,10 @@ def user_errors():
     except MMBenchError as exc:
         if DEBUG["on"]:
             traceback.print_exc()
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        from rich.text import Text
+
+        # user and data text is printed literally: a "[/x]" in a path or an annotation is not markup
+        err_console.print(Text("error: ", style="bold red") + Text(str(exc)), highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
 
 

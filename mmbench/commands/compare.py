@@ -33,10 +33,15 @@ def compare_cmd(
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Paired-bootstrap resamples (0: no CIs or p-values)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the paired bootstrap."),
     confidence: float = typer.Option(0.95, "--confidence", help="Confidence level of the delta intervals."),
+    pair_by: str = typer.Option(
+        "plugin", "--pair-by",
+        help="plugin: pair runs by (plugin, dataset, split, protocol), a regression check of one model. samples: "
+             "pair by (dataset, split, protocol) whatever the plugin, to compare two models on the same samples "
+             "(refused unless both runs have the same data fingerprint and sample ids)."),
 ):
     """Compare NEW run records against BASELINE ones and check regression gates.
 
-    Runs are aligned by (plugin, dataset, split, protocol); runs made under another protocol or on other data (fingerprint) are refused. For every metric: baseline, new, delta, and a paired bootstrap CI and p-value over the shared samples. When $GITHUB_STEP_SUMMARY is set the markdown report is appended to it.
+    Runs are aligned by (plugin, dataset, split, protocol), or with --pair-by samples by (dataset, split, protocol) whatever the plugin; runs made under another protocol or on other data (fingerprint) are refused. For every metric: baseline, new, delta, and a paired bootstrap CI and p-value over the shared samples. When $GITHUB_STEP_SUMMARY is set the markdown report is appended to it.
 
     Exit code: 0 every gate holds, 1 a gate fails (or a baseline run is missing or failed in NEW), 2 bad input.
 
@@ -45,6 +50,8 @@ def compare_cmd(
       mmbench compare baseline/ runs/ --gate "t2i.R@1 drop<=0.5" --gate "rsum no-sig-drop p<0.05"
 
       mmbench compare base.json new.json --gates .mmbench-gates --format markdown --junit-out gates.xml
+
+      mmbench compare runs/vsepp.json runs/sgraf.json --pair-by samples --gate "rsum no-sig-drop"
     """
     from mmbench.errors import MMBenchError
     from mmbench.records import atomic_write_text
@@ -60,11 +67,13 @@ def compare_cmd(
             raise MMBenchError(f"--bootstrap must be >= 0, got {bootstrap}")
         if not 0 < confidence < 1:
             raise MMBenchError(f"--confidence must be in (0, 1), got {confidence}")
+        if pair_by not in cmp.PAIR_BY:
+            raise MMBenchError(f"unknown --pair-by {pair_by!r}; choose {' or '.join(cmp.PAIR_BY)}")
         rules = parse_rules(gate)
         if gates_file is not None:
             rules += load_rules(gates_file)
         result = cmp.compare(cmp.load_runs([baseline], "baseline"), cmp.load_runs([new], "new"), rules,
-                             n_resamples=bootstrap, seed=seed, confidence=confidence)
+                             n_resamples=bootstrap, seed=seed, confidence=confidence, pair_by=pair_by)
         markdown = cmp.to_markdown(result)
         import json
 
@@ -82,17 +91,18 @@ def compare_cmd(
                     fh.write(markdown + "\n")
             except OSError as exc:
                 err_console.print(f"[yellow]warning:[/] cannot append to $GITHUB_STEP_SUMMARY ({summary}): {exc}",
-                                  highlight=False)
+                                  highlight=False, soft_wrap=True)
         if fmt == "table":
-            for t in cmp.to_rich(result):
-                console.print(t)
+            from mmbench.reports.console import print_whole
+
+            print_whole(console, *cmp.to_rich(result))  # off a terminal: as wide as needed, nothing cut
             for note in result.notes:
-                err_console.print(f"note: {note}", highlight=False, markup=False)
+                err_console.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
             verdict = ("[bold green]PASS[/]: all gate checks hold" if result.passed else
                        f"[bold red]FAIL[/]: {len(result.failures)} of {len(result.checks)} gate check(s) failed")
             if not result.checks:
                 verdict = "no gates given (use --gate or --gates); nothing to fail"
-            console.print(verdict, highlight=False)
+            console.print(verdict, highlight=False, soft_wrap=True)
         elif fmt == "markdown":
             typer.echo(markdown, nl=False)
         elif fmt == "json":

@@ -47,10 +47,12 @@ def _real_datasets():
         DatasetSpec(name="coco_captions", tasks=("retrieval", "captioning"),
                     factory="mmbench.datasets.coco_captions:load", splits=coco_captions.SPLITS, default_split="val",
                     forms=img, layout=coco_captions.LAYOUT, protocols=k_protos, options=coco_captions.OPTIONS,
+                    split_files=("annotations", "images"),
                     description="Official COCO captions json (captions_{train,val}{2014,2017}.json) + images."),
         DatasetSpec(name="coco_instances", tasks=("grounding",), factory="mmbench.datasets.coco_captions:load_instances",
                     splits=coco_captions.SPLITS, default_split="val", forms=img, layout=coco_captions.LAYOUT,
                     protocols=("category-name",), options=coco_captions.INSTANCE_OPTIONS,
+                    split_files=("annotations", "images"),
                     description="COCO instances as grounding: expression = category name, any box of it is a hit "
                                 "(a smoke test on real images, not a published benchmark)."),
     ]
@@ -59,6 +61,7 @@ def _real_datasets():
             name=name, tasks=("retrieval",), factory=f"mmbench.datasets.precomp:{fn}", splits=precomp.SPLITS[name],
             default_split="testall" if name == "coco_precomp" else "test", forms=("regions",),
             layout=precomp.layout(name), options=precomp.COCO_OPTIONS if name == "coco_precomp" else precomp.OPTIONS,
+            split_files=("features",),
             protocols=("coco-5k", "coco-1k-5fold", "5-per-image") if name == "coco_precomp" else (
                 "flickr30k-1k", "5-per-image"),
             description=f"SCAN/SGRAF/VSE++ precomputed region features ({name}: *_ims.npy memory-mapped + *_caps.txt).",
@@ -96,6 +99,7 @@ def _real_datasets():
     out += [
         DatasetSpec(name="jsonl", tasks=jsonl.TASKS, factory="mmbench.datasets.jsonl:load", splits=jsonl.SPLITS,
                     default_split="test", forms=img + ("text_only",), layout=jsonl.LAYOUT, options=jsonl.OPTIONS,
+                    split_files=("file",),
                     description="Custom data as JSON lines, one documented schema per task kind."),
         DatasetSpec(name="hf", tasks=("retrieval", "captioning", "classification"), factory="mmbench.datasets.hf:load",
                     splits=hf.SPLITS, default_split="test", forms=img + ("text_only",), layout=hf.LAYOUT,

@@ -45,7 +45,8 @@ def _pa():
         import pyarrow.ipc  # noqa: F401
         import pyarrow.parquet  # noqa: F401
     except ImportError:
-        raise MMBenchError("dataset 'hf' needs the pyarrow package: pip install pyarrow") from None
+        raise MMBenchError("dataset 'hf' needs the pyarrow package, which the 'hf' extra installs: "
+                           "pip install 'mmbench[hf]' (or pip install pyarrow)") from None
     import pyarrow as pa
 
     return pa

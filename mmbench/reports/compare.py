@@ -1,6 +1,9 @@
 """Regression reports: compare a baseline set of run records with a new one, and check gates.
 
-Runs are aligned by (plugin, dataset, split, protocol). Two runs are only compared when
+Runs are aligned by (plugin, dataset, split, protocol) — or, with ``pair_by="samples"``, by
+(dataset, split, protocol) whatever the plugin, to compare two different models on the same
+samples: then both runs must carry data fingerprints that agree and per-sample outcomes over
+exactly the same sample ids, or the pair is refused. Two runs are only compared when
 they were computed on the same data under the same protocol: a different protocol, data
 fingerprint, task, dataset options or scoring convention (ties policy, IoU convention and
 threshold, tokenizer) is refused with a ``MismatchError`` naming the field and both values.
@@ -27,7 +30,10 @@ from mmbench import records as _records
 from mmbench.errors import DataError, MismatchError, MMBenchError
 from mmbench.records import RunRecord
 from mmbench.reports.gates import GateRule, lower_is_better
-from mmbench.reports.leaderboard import HEADLINE
+from mmbench.reports.leaderboard import HEADLINE, newest_first
+
+#: how runs are paired: by plugin (a regression check of one model) or by samples (two models, same data)
+PAIR_BY = ("plugin", "samples")
 
 #: run-record ``details`` fields that change what a metric means; differing values refuse a compare
 CONVENTION_FIELDS = ("ties", "iou_convention", "threshold", "tokenizer")
@@ -85,9 +91,14 @@ class RunPair:
 
     @property
     def label(self) -> str:
-        return self.new.label
+        bp = self.baseline.record.plugin.get("name", "")
+        if bp == self.key[0]:
+            return self.new.label
+        _, dataset, split, protocol = self.key  # two plugins on the same samples (pair_by="samples")
+        return f"{bp} → {self.key[0]} · {dataset}/{split}" + (f" [{protocol}]" if protocol else "")
 
     def fields(self) -> dict[str, str]:
+        """What gate scopes match; ``plugin`` is the new run's plugin."""
         plugin, dataset, split, protocol = self.key
         return {"plugin": plugin, "dataset": dataset, "split": split, "protocol": protocol,
                 "task": self.new.record.task}
@@ -132,7 +143,8 @@ class Comparison:
             "passed": self.passed, "n_checks": len(self.checks), "n_failed": len(self.failures),
             "settings": self.settings, "notes": self.notes,
             "checks": [c.to_dict() for c in self.checks],
-            "runs": [{"plugin": p.key[0], "dataset": p.key[1], "split": p.key[2], "protocol": p.key[3],
+            "runs": [{"plugin": p.key[0], "baseline_plugin": p.baseline.record.plugin.get("name", ""),
+                      "dataset": p.key[1], "split": p.key[2], "protocol": p.key[3],
                       "task": p.new.record.task, "fingerprint": p.new.record.dataset.get("fingerprint", ""),
                       "baseline_record": p.baseline.path, "new_record": p.new.path,
                       "baseline_run_id": p.baseline.record.run_id, "new_run_id": p.new.record.run_id,
@@ -174,7 +186,8 @@ def _dedupe(runs: list[LoadedRun], side: str, notes: list[str]) -> dict[tuple, L
         by_key.setdefault(r.record.key, []).append(r)
     out = {}
     for key, rs in by_key.items():
-        rs.sort(key=lambda r: (r.record.created or "", r.path))
+        # newest by 'created', ties by run id and content, then path: never the order files were listed in
+        rs.sort(key=lambda r: (newest_first(r.record), r.path))
         out[key] = rs[-1]
         if len(rs) > 1:
             notes.append(f"{side}: {len(rs)} records for {rs[-1].label}; using the newest ({rs[-1].path}), "
@@ -182,7 +195,16 @@ def _dedupe(runs: list[LoadedRun], side: str, notes: list[str]) -> dict[tuple, L
     return out
 
 
-def _mismatches(b: LoadedRun, n: LoadedRun) -> list[str]:
+def data_fingerprint(record, pair_by: str = "run") -> str:
+    """The fingerprint two runs must share: of everything the run read (``fingerprint``: evaluated
+    split, dataset options and the data a model was fitted on), or, pairing two plugins by samples,
+    of the evaluated data alone (``data_fingerprint``; records before it have only the first)."""
+    if pair_by == "samples":
+        return record.dataset.get("data_fingerprint") or record.dataset.get("fingerprint", "")
+    return record.dataset.get("fingerprint", "")
+
+
+def _mismatches(b: LoadedRun, n: LoadedRun, pair_by: str = "run") -> list[str]:
     """Fields that make two runs' numbers incomparable, as readable lines."""
     out = []
 
@@ -192,9 +214,9 @@ def _mismatches(b: LoadedRun, n: LoadedRun) -> list[str]:
     rb, rn = b.record, n.record
     if rb.task != rn.task:
         differ("task", rb.task, rn.task)
-    fb, fn = rb.dataset.get("fingerprint", ""), rn.dataset.get("fingerprint", "")
+    fb, fn = data_fingerprint(rb, pair_by), data_fingerprint(rn, pair_by)
     if fb and fn and fb != fn:
-        differ("dataset.fingerprint", fb, fn)
+        differ("dataset." + ("data_fingerprint" if pair_by == "samples" else "fingerprint"), fb, fn)
     ob = (rb.config or {}).get("dataset_options") or {}
     on = (rn.config or {}).get("dataset_options") or {}
     if ob != on:
@@ -205,16 +227,68 @@ def _mismatches(b: LoadedRun, n: LoadedRun) -> list[str]:
     return out
 
 
-def match_runs(baseline: list[LoadedRun], new: list[LoadedRun], notes: list[str]):
-    """Pair runs by (plugin, dataset, split, protocol); refuse incomparable pairs with MismatchError."""
+def _by_samples(runs: dict[tuple, LoadedRun], side: str) -> dict[tuple, LoadedRun]:
+    """Key runs by (dataset, split, protocol); two plugins on the same key make the pairing ambiguous."""
+    out: dict[tuple, list[LoadedRun]] = {}
+    for r in runs.values():
+        out.setdefault(r.record.key[1:], []).append(r)
+    bad = {k: rs for k, rs in out.items() if len(rs) > 1}
+    if bad:
+        lines = [f"{k[0]}/{k[1]}" + (f" [{k[2]}]" if k[2] else "") + ": " + ", ".join(
+            f"{r.record.key[0]} ({r.path})" for r in rs) for k, rs in bad.items()]
+        raise MMBenchError(f"--pair-by samples: {side} holds runs of several plugins on the same dataset, split and "
+                           f"protocol, so which to pair is ambiguous; give one record (or a folder with one "
+                           f"plugin's runs) per side:\n  " + "\n  ".join(lines))
+    return {k: rs[0] for k, rs in out.items()}
+
+
+def sample_problems(task: str, rb: RunRecord, rn: RunRecord) -> list[str]:
+    """Why two runs' per-sample outcomes are not over exactly the same samples ([] when they are)."""
+    pa, pb = rb.per_sample or {}, rn.per_sample or {}
+    ua, ub = _unit_key(task, pa), _unit_key(task, pb)
+    if ua is None or ub is None:
+        return [f"the {'baseline' if ua is None else 'new'} record has no per-sample outcomes to pair"]
+    if ua != ub:
+        return [f"per-sample outcomes of another kind: baseline {ua!r} vs new {ub!r}"]
+    keys = [ua] + (["t2i_rank"] if task == "retrieval" and "t2i_rank" in pa and "t2i_rank" in pb else [])
+    out = []
+    for k in keys:
+        ida, idb = _ids_for(rb, k, len(pa[k])), _ids_for(rn, k, len(pb[k]))
+        if ida is None or idb is None:
+            out.append(f"the {'baseline' if ida is None else 'new'} record has no sample ids for {k!r}: "
+                       f"outcomes cannot be aligned by sample")
+            continue
+        sa, sb = set(ida), set(idb)
+        if sa != sb:
+            only_a, only_b = sorted(sa - sb), sorted(sb - sa)
+            ex = lambda xs: ", ".join(repr(x) for x in xs[:3]) + (", …" if len(xs) > 3 else "")  # noqa: E731
+            out.append(f"sample ids differ ({k}): baseline {len(sa)}, new {len(sb)}, shared {len(sa & sb)}; "
+                       + "; ".join(part for part in (
+                           f"only in baseline: {ex(only_a)}" if only_a else "",
+                           f"only in new: {ex(only_b)}" if only_b else "") if part))
+    return out
+
+
+def match_runs(baseline: list[LoadedRun], new: list[LoadedRun], notes: list[str], pair_by: str = "plugin"):
+    """Pair runs by (plugin, dataset, split, protocol); refuse incomparable pairs with MismatchError.
+
+    ``pair_by="samples"``: pair by (dataset, split, protocol) whatever the plugin; the pair must have
+    equal data fingerprints (both present) and per-sample outcomes over the same sample ids.
+    """
+    if pair_by not in PAIR_BY:
+        raise MMBenchError(f"unknown pairing {pair_by!r}; choose {' or '.join(PAIR_BY)}")
     bmap, nmap = _dedupe(baseline, "baseline", notes), _dedupe(new, "new", notes)
+    if pair_by == "samples":
+        bmap, nmap = _by_samples(bmap, "baseline"), _by_samples(nmap, "new")
+    # the part of the key that must agree when only the protocol differs
+    same = (lambda k: k[:3]) if pair_by == "plugin" else (lambda k: k[1:3])
     pairs, problems = [], []
     only_b = [r for k, r in bmap.items() if k not in nmap]
     only_n = [r for k, r in nmap.items() if k not in bmap]
     # same plugin/dataset/split under another protocol: the user meant to compare them, refuse loudly
     for rb in list(only_b):
         for rn in list(only_n):
-            if rb.record.key[:3] == rn.record.key[:3]:
+            if same(rb.record.key) == same(rn.record.key):
                 problems.append(f"{rb.label}: field 'dataset.protocol' differs: baseline {rb.record.key[3]!r} "
                                 f"({rb.path}) vs new {rn.record.key[3]!r} ({rn.path})")
                 only_b.remove(rb)
@@ -224,18 +298,27 @@ def match_runs(baseline: list[LoadedRun], new: list[LoadedRun], notes: list[str]
         if key not in nmap:
             continue
         rn = nmap[key]
-        bad = _mismatches(rb, rn)
-        if bad:
-            problems.extend(f"{rn.label}: {line}" for line in bad)
-            continue
+        bad = _mismatches(rb, rn, pair_by)
         pair = RunPair(rb, rn)
+        if pair_by == "samples" and not bad:
+            fb, fn = data_fingerprint(rb.record, pair_by), data_fingerprint(rn.record, pair_by)
+            if not (fb and fn):
+                bad.append("pairing by samples needs the data fingerprint of both runs; missing in the "
+                           + " and ".join(side for side, f in (("baseline", fb), ("new", fn)) if not f)
+                           + f" record ({rb.path if not fb else rn.path})")
+            else:
+                bad.extend(sample_problems(rn.record.task, rb.record, rn.record))
+        if bad:
+            problems.extend(f"{pair.label}: {line}" for line in bad)
+            continue
         fb, fn = rb.record.dataset.get("fingerprint", ""), rn.record.dataset.get("fingerprint", "")
         if not (fb and fn):
             pair.notes.append("data fingerprint missing in the " + ("baseline" if not fb else "new") +
                               " record: cannot verify that both runs saw the same data")
         pairs.append(pair)
     if problems:
-        raise MismatchError("refusing to compare numbers made under different protocols or on different data:\n  "
+        what = "different protocols or on different data" + (" or samples" if pair_by == "samples" else "")
+        raise MismatchError(f"refusing to compare numbers made under {what}:\n  "
                             + "\n  ".join(problems))
     return pairs, only_b, only_n
 
@@ -409,8 +492,13 @@ def paired_tests(task: str, metrics: list[str], psa: dict, psb: dict, *, n_resam
 
 
 def compare(baseline: list[LoadedRun], new: list[LoadedRun], rules: list[GateRule] = (), *,
-            n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95) -> Comparison:
-    """Align, compare and gate. Raises MismatchError / MMBenchError on input that cannot be compared."""
+            n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95,
+            pair_by: str = "plugin") -> Comparison:
+    """Align, compare and gate. Raises MismatchError / MMBenchError on input that cannot be compared.
+
+    ``pair_by``: ``"plugin"`` pairs runs by (plugin, dataset, split, protocol); ``"samples"`` by
+    (dataset, split, protocol) whatever the plugin (two models on the same samples; see match_runs).
+    """
     if not baseline:
         raise MMBenchError("baseline: no run records given")
     if not new:
@@ -421,13 +509,14 @@ def compare(baseline: list[LoadedRun], new: list[LoadedRun], rules: list[GateRul
         if r.record.status != "ok":
             notes.append(f"baseline run {r.label} failed ({r.path}); it is not compared")
     ok_n = [r for r in new if r.record.status == "ok"]
-    pairs, only_b, only_n = match_runs(ok_b, ok_n, notes)
+    pairs, only_b, only_n = match_runs(ok_b, ok_n, notes, pair_by=pair_by)
+    same = (lambda k: k[:3]) if pair_by == "plugin" else (lambda k: k[1:3])
     checks: list[GateCheck] = []
     for r in new:  # a failed new run fails the compare when it was meant to reproduce a baseline run
         if r.record.status == "ok":
             continue
         err = (r.record.error or "").strip().splitlines()
-        hit = [b for b in only_b if b.record.key[:3] == r.record.key[:3]]
+        hit = [b for b in only_b if same(b.record.key) == same(r.record.key)]
         if hit:
             only_b.remove(hit[0])
             checks.append(GateCheck("new run succeeds", "run", hit[0].label, "", False,
@@ -437,7 +526,8 @@ def compare(baseline: list[LoadedRun], new: list[LoadedRun], rules: list[GateRul
     if not pairs and not checks:
         have_b = sorted({r.label for r in ok_b})
         have_n = sorted({r.label for r in new})
-        raise MMBenchError("no new run matches a baseline run by (plugin, dataset, split, protocol). "
+        how = "(plugin, dataset, split, protocol)" if pair_by == "plugin" else "(dataset, split, protocol)"
+        raise MMBenchError(f"no new run matches a baseline run by {how}. "
                            f"baseline: {', '.join(have_b) or '(none ok)'}; new: {', '.join(have_n)}")
     live = []
     for p in pairs:
@@ -461,7 +551,7 @@ def compare(baseline: list[LoadedRun], new: list[LoadedRun], rules: list[GateRul
             row.gate = worst.get(row.metric, "")
     return Comparison(pairs, checks, only_b, only_n, notes,
                       settings={"n_resamples": n_resamples, "seed": seed, "confidence": confidence,
-                                "rules": [r.describe() for r in rules]})
+                                "pair_by": pair_by, "rules": [r.describe() for r in rules]})
 
 
 def _f(v, digits=2) -> str:
@@ -649,7 +739,7 @@ def to_rich(c: Comparison) -> list:
                   caption=Text("; ".join(p.notes)) if p.notes else None)
         for col, just in (("metric", "left"), ("baseline", "right"), ("new", "right"), ("Δ", "right"),
                           (f"{conf}% CI of Δ", "right"), ("p", "right"), ("gate", "center")):
-            t.add_column(col, justify=just)
+            t.add_column(col, justify=just, overflow="fold")  # fold, never "…" (print_whole widens off a terminal)
         for r in p.rows:
             style = "red" if r.gate == "fail" else ("green" if r.gate == "pass" else "")
             ci = f"[{_d(r.ci[0])}, {_d(r.ci[1])}]" if r.ci else "–"
@@ -660,7 +750,7 @@ def to_rich(c: Comparison) -> list:
     if c.checks:
         g = Table(title="gates", title_justify="left")
         for col in ("result", "run", "gate", "detail"):
-            g.add_column(col)
+            g.add_column(col, overflow="fold")
         for x in sorted(c.checks, key=lambda x: x.passed):
             g.add_row(Text("ok", style="green") if x.passed else Text("FAIL", style="bold red"), Text(x.run),
                       Text(x.rule), Text(x.message))

@@ -18,7 +18,7 @@ import re
 
 from mmbench.records import RunRecord
 from mmbench.reports.gates import lower_is_better
-from mmbench.reports.leaderboard import Table, build_tables, fmt
+from mmbench.reports.leaderboard import RESULT_COLUMN, Table, build_tables, failed_text, fmt, hidden_text, note_text
 
 _CSS = """
 :root{--fg:#1d2330;--muted:#5b6475;--line:#d9dde5;--bg:#fff;--accent:#2f6fde;--ok:#1b7f3b;--bad:#b42318;
@@ -53,6 +53,8 @@ td.failed{color:var(--bad);text-align:left}
 .plots{display:flex;flex-wrap:wrap;gap:14px;margin:8px 0 0}
 figure{margin:0;border:1px solid var(--line);border-radius:6px;padding:8px 10px}
 figcaption{font-weight:600;font-size:13px;margin-bottom:2px}
+ul.notes{margin:4px 0 8px;padding-left:20px;color:var(--warn)}
+p.hidden{color:var(--muted);font-size:12px;margin:2px 0 8px}
 footer{color:var(--muted);margin-top:36px;font-size:12px}
 """
 
@@ -179,6 +181,8 @@ def _table_html(t: Table, idx: int) -> str:
     for c in t.columns:
         first = "ascending" if lower_is_better(c) else "descending"
         out.append(f'<th data-first="{first}" data-metric="{_e(c)}"><button type="button">{_e(c)}</button></th>')
+    if not t.columns:  # every run failed: one result column, so the failure cells line up with a header
+        out.append(f"<th>{_e(RESULT_COLUMN)}</th>")
     if has_pub:
         out.append('<th data-first="descending"><button type="button">Δ vs published</button></th>')
     out.append("</tr></thead><tbody>")
@@ -189,10 +193,11 @@ def _table_html(t: Table, idx: int) -> str:
         out.append(f'<tr data-failed="{1 if failed else 0}" data-run="{_e(row.get("run_id"))}">'
                    f'<td data-v="{_e(name)}">{_e(name)}{ver}</td>')
         if failed:
-            err = (row.get("error") or "").splitlines()
-            out.append(f'<td class="failed" colspan="{len(t.columns) + (1 if has_pub else 0)}">failed: '
-                       f'{_e(err[0] if err else "")}</td></tr>')
+            span = max(1, len(t.columns)) + (1 if has_pub else 0)
+            out.append(f'<td class="failed" colspan="{span}">{_e(failed_text(row))}</td></tr>')
             continue
+        if not t.columns:
+            out.append('<td data-v="">–</td>')
         for c in t.columns:
             v = _num(row.get(c))
             if v is None:
@@ -251,7 +256,17 @@ def _plot(t: Table, col: str) -> str:
     return "".join(parts)
 
 
-def _badges(t: Table, recs: list[RunRecord]) -> str:
+def _notes_html(t: Table) -> str:
+    out = []
+    if t.notes:
+        out.append('<ul class="notes">' + "".join(f"<li>note: {_e(note_text(t, n))}</li>" for n in t.notes)
+                   + "</ul>")
+    if t.hidden:
+        out.append(f'<p class="hidden">{_e(hidden_text(t))}</p>')
+    return "".join(out)
+
+
+def _badges(t: Table) -> str:
     out = [f'<span class="badge task">task: {_e(t.task)}</span>',
            f'<span class="badge">split: {_e(t.split)}</span>',
            f'<span class="badge protocol">protocol: {_e(t.protocol or "default")}</span>']
@@ -261,36 +276,38 @@ def _badges(t: Table, recs: list[RunRecord]) -> str:
                    f'({len(fps)}): rows are not computed on the same data</span>')
     for f in fps:
         out.append(f'<span class="badge fp" title="data fingerprint">data {_e(f)}</span>')
-    n = {r.dataset.get("n_samples") for r in recs if r.dataset.get("n_samples") is not None}
+    n = {row.get("n_samples") for row in t.rows if row.get("n_samples") is not None}
     if len(n) == 1:
         out.append(f'<span class="badge">{_e(next(iter(n)))} samples</span>')
     return '<div class="badges">' + "".join(out) + "</div>"
 
 
-def render_html(records: list[RunRecord], title: str = "mmbench leaderboard") -> str:
-    """One self-contained HTML page for ``records`` (no external resources of any kind)."""
+def render_html(records: list[RunRecord], title: str = "mmbench leaderboard", all_runs: bool = False) -> str:
+    """One self-contained HTML page for ``records`` (no external resources of any kind).
+
+    Tables as :func:`mmbench.reports.leaderboard.build_tables` makes them: failed runs are rows,
+    record notes are listed under their table, re-runs show once unless ``all_runs``.
+    """
     from mmbench import __version__
 
-    tables = build_tables(records)
-    groups: dict[tuple, list[RunRecord]] = {}
-    for r in records:
-        groups.setdefault((r.task, r.dataset.get("name", ""), r.dataset.get("split", ""),
-                           r.dataset.get("protocol", "")), []).append(r)
+    tables = build_tables(records, all_runs=all_runs)
+    n_hidden = sum(t.hidden for t in tables)
     created = sorted(r.created for r in records if r.created)
     span = f"{created[0]} – {created[-1]}" if created else "–"
     body = [f"<h1>{_e(title)}</h1>",
             f'<p class="sub">{len(records)} run record(s), {len(tables)} table(s); runs created {_e(span)}. '
-            f"Click a column header to sort. Whiskers show bootstrap confidence intervals.</p>"]
+            + (f"{n_hidden} older re-run(s) not shown. " if n_hidden else "")
+            + f"Click a column header to sort. Whiskers show bootstrap confidence intervals.</p>"]
     if len(tables) > 1:
         body.append("<nav><ul>" + "".join(f'<li><a href="#{_anchor(t, i)}">{_e(t.title)}</a></li>'
                                           for i, t in enumerate(tables)) + "</ul></nav>")
     if not tables:
         body.append("<p>No run records.</p>")
     for i, t in enumerate(tables):
-        recs = groups.get((t.task, t.dataset, t.split, t.protocol), [])
         body.append(f'<section id="{_anchor(t, i)}"><h2>{_e(t.title)}</h2>')
-        body.append(_badges(t, recs))
+        body.append(_badges(t))
         body.append(_table_html(t, i))
+        body.append(_notes_html(t))
         plots = [p for p in (_plot(t, c) for c in t.columns) if p]
         if plots:
             body.append('<div class="plots">' + "".join(plots) + "</div>")

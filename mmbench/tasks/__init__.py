@@ -1,9 +1,9 @@
 """Task kinds: each module holds its sample/output types, model protocol and evaluate loop."""
 
-from mmbench.tasks.base import DatasetMeta, ImageItem, TaskResult
+from mmbench.tasks.base import DatasetMeta, ImageItem, ModelInput, TargetAccessError, TaskResult
 from mmbench.tasks.captioning import CaptioningData
-from mmbench.tasks.classification import ClassificationData, ClassificationSample
-from mmbench.tasks.grounding import GroundingData, GroundingSample
+from mmbench.tasks.classification import ClassificationData, ClassificationInput, ClassificationSample
+from mmbench.tasks.grounding import GroundingData, GroundingInput, GroundingSample
 from mmbench.tasks.retrieval import RetrievalData
 
 DATA_TYPES = {
@@ -16,4 +16,5 @@ DATA_TYPES = {
 __all__ = [
     "DatasetMeta", "ImageItem", "TaskResult", "RetrievalData", "CaptioningData",
     "ClassificationData", "ClassificationSample", "GroundingData", "GroundingSample", "DATA_TYPES",
+    "ClassificationInput", "GroundingInput", "ModelInput", "TargetAccessError",
 ]

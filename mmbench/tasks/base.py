@@ -58,6 +58,35 @@ class ImageItem:
             raise DataError(self.path, f"cannot decode image: {exc}") from None
 
 
+class TargetAccessError(PluginError, AttributeError):
+    """A model tried to read a target (ground truth) from an input it was given."""
+
+
+class ModelInput:
+    """Base of what a model receives for one sample: inputs only, never targets.
+
+    A task's data keeps the targets (boxes, labels) on its samples for the scorer; the
+    evaluate loop hands the model ``input_view()`` objects built from these classes, which
+    have no target fields at all. Reading one (``sample.boxes``, ``sample.label``) raises
+    :class:`TargetAccessError` naming the field, so a plugin that peeks fails loudly instead
+    of scoring 100.
+    """
+
+    __slots__ = ()
+    TARGET_FIELDS: tuple[str, ...] = ()
+
+    def __getattr__(self, name: str):
+        if name in type(self).TARGET_FIELDS:
+            raise TargetAccessError(
+                f"a model read the target field {name!r} of a {type(self).__name__}: models see inputs only "
+                f"({', '.join(type(self).__slots__)}), never the ground truth of the split they are scored on")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __repr__(self) -> str:
+        vals = ", ".join(f"{k}={getattr(self, k)!r}" for k in type(self).__slots__)
+        return f"{type(self).__name__}({vals})"
+
+
 @dataclass
 class DatasetMeta:
     """What a run record needs to know about the data it was computed on."""
@@ -96,6 +125,58 @@ class TaskResult:
     timings: dict[str, float] = field(default_factory=dict)
     sample_ids: dict[str, list[str]] = field(default_factory=dict)  # per_sample key -> ids
     extra: dict[str, Any] = field(default_factory=dict)  # not serialised (e.g. raw sims)
+
+
+@dataclass(frozen=True)
+class TaskOption:
+    """A typed task option (``--task-option name=value``) with its default, help and valid range."""
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    choices: tuple = ()
+    low: float | None = None  # exclusive lower bound
+    high: float | None = None  # inclusive upper bound
+
+    def parse(self, value: Any, *, task: str) -> Any:
+        from mmbench.errors import UsageError
+
+        where = f"task option {self.name!r} ({task})"
+        if self.type is str:
+            v = str(value)
+        else:
+            try:
+                v = self.type(value)
+            except (TypeError, ValueError):
+                raise UsageError(f"{where}: {value!r} is not a {self.type.__name__}; {self.help}") from None
+            if isinstance(v, float) and v != v:
+                raise UsageError(f"{where}: NaN is not a valid value; {self.help}")
+        if self.choices and v not in self.choices:
+            raise UsageError(f"{where}: {value!r} is not one of {', '.join(map(str, self.choices))}")
+        if self.low is not None and not v > self.low:
+            raise UsageError(f"{where}: {value!r} must be > {self.low:g}; {self.help}")
+        if self.high is not None and not v <= self.high:
+            raise UsageError(f"{where}: {value!r} must be <= {self.high:g}; {self.help}")
+        return v
+
+
+def parse_task_options(options: dict[str, Any], known: tuple[TaskOption, ...], task: str) -> dict[str, Any]:
+    """Validate ``--task-option`` values against a task's declared options (typo -> listed choices)."""
+    from mmbench.errors import UsageError
+
+    by_name = {o.name: o for o in known}
+    out = {}
+    for k, v in options.items():
+        if k not in by_name:
+            import difflib
+
+            close = difflib.get_close_matches(k, list(by_name), n=1)
+            listing = "; ".join(f"{o.name} (default {o.default!r}): {o.help}" for o in known) or "(none)"
+            raise UsageError(f"unknown task option {k!r} for task {task}."
+                             + (f" Did you mean {close[0]!r}?" if close else "") + f" Task options: {listing}")
+        out[k] = by_name[k].parse(v, task=task)
+    return out
 
 
 def batched(seq: Sequence, size: int) -> Iterator[Sequence]:

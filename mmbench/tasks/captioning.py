@@ -11,7 +11,12 @@ from typing import Any, Protocol, runtime_checkable
 
 from mmbench.errors import DataError, PluginError
 from mmbench.metrics.captioning import caption_scores
-from mmbench.tasks.base import DatasetMeta, ImageItem, TaskResult, batched, progress_bar, timed
+from mmbench.tasks.base import DatasetMeta, ImageItem, TaskOption, TaskResult, batched, progress_bar, timed
+
+OPTIONS = (
+    TaskOption("tokenizer", str, "python", "python (Java-free PTB equivalent, default), ptb (the Java reference) "
+               "or whitespace", choices=("python", "ptb", "whitespace")),
+)
 
 
 @dataclass

@@ -1,8 +1,10 @@
 """Image+text classification (MVSA-style sentiment and the like).
 
-Model protocol: ``predict_proba(samples: list[ClassificationSample]) -> (B, C)`` class
-scores (argmax is the prediction); optional ``fit(train: ClassificationData,
-val: ClassificationData | None)`` on the train split first. ``train.unlabelled`` holds
+Model protocol: ``predict_proba(inputs: list[ClassificationInput]) -> (B, C)`` class
+scores (argmax is the prediction). A ``ClassificationInput`` has ``id``, ``text`` and
+``image`` only: the label of an evaluated sample never reaches the model. Optional
+``fit(train: ClassificationData, val: ClassificationData | None)`` runs on the train split
+first and sees the train/val labels (that is what training is). ``train.unlabelled`` holds
 samples without labels for semi-supervised methods.
 """
 
@@ -15,16 +17,33 @@ import numpy as np
 
 from mmbench.errors import DataError
 from mmbench.metrics.classification import classification_metrics
-from mmbench.tasks.base import DatasetMeta, ImageItem, TaskResult, as_numpy, batched, check_shape, \
-    progress_bar, timed
+from mmbench.tasks.base import DatasetMeta, ImageItem, ModelInput, TaskResult, as_numpy, batched, \
+    check_shape, progress_bar, timed
+
+
+class ClassificationInput(ModelInput):
+    """What a classifier sees of one sample: its text and/or image."""
+
+    __slots__ = ("id", "text", "image")
+    TARGET_FIELDS = ("label",)
+
+    def __init__(self, id: str, text: str | None, image: ImageItem | None):
+        self.id, self.text, self.image = id, text, image
+
+OPTIONS: tuple = ()
 
 
 @dataclass
 class ClassificationSample:
+    """One annotated sample: the model's inputs plus the label (scorer and ``fit`` only)."""
+
     id: str
     text: str | None
     image: ImageItem | None
     label: int | None  # None: unlabelled
+
+    def input_view(self) -> ClassificationInput:
+        return ClassificationInput(self.id, self.text, self.image)
 
 
 @dataclass
@@ -48,7 +67,7 @@ class ClassificationData:
 
 @runtime_checkable
 class Classifier(Protocol):
-    def predict_proba(self, samples: list[ClassificationSample]) -> Any: ...
+    def predict_proba(self, inputs: list[ClassificationInput]) -> Any: ...
 
 
 def evaluate(model: Any, data: ClassificationData, *, batch_size: int = 256, show_progress: bool = True,
@@ -58,7 +77,8 @@ def evaluate(model: Any, data: ClassificationData, *, batch_size: int = 256, sho
     n_cls = len(data.classes)
     with timed(timings, "predict"), progress_bar("classify", len(data.samples), show_progress) as adv:
         for chunk in batched(data.samples, batch_size):
-            arr = as_numpy(model.predict_proba(list(chunk)), what="predict_proba() output", plugin=name)
+            arr = as_numpy(model.predict_proba([s.input_view() for s in chunk]), what="predict_proba() output",
+                           plugin=name)
             scores.append(check_shape(arr, (len(chunk), n_cls), what="predict_proba() output", plugin=name))
             adv(len(chunk))
     scores_arr = np.concatenate(scores) if scores else np.zeros((0, n_cls))

@@ -1,9 +1,11 @@
 """Grounding: (image, referring expression) -> ranked boxes.
 
-Model protocol: ``predict(samples: list[GroundingSample]) -> list[(K, 4) array]``, best
-first. The model declares its box format with attributes ``box_format`` ("xyxy",
-"xywh" or "cxcywh", default "xyxy") and ``box_normalized`` (default False: pixels).
-Ground truth in ``GroundingSample.boxes`` is always pixel xyxy.
+Model protocol: ``predict(inputs: list[GroundingInput]) -> list[(K, 4) array]``, best
+first. A ``GroundingInput`` has ``id``, ``image`` (an ``ImageItem``) and ``expression``
+only: the ground-truth boxes stay with the scorer (``GroundingSample.boxes``, always pixel
+xyxy) and never reach the model. The model declares its box format with attributes
+``box_format`` ("xyxy", "xywh" or "cxcywh", default "xyxy") and ``box_normalized``
+(default False: pixels).
 """
 
 from __future__ import annotations
@@ -15,15 +17,37 @@ import numpy as np
 
 from mmbench.errors import DataError, PluginError
 from mmbench.metrics.grounding import BOX_FORMATS, grounding_metrics, to_xyxy
-from mmbench.tasks.base import DatasetMeta, ImageItem, TaskResult, as_numpy, batched, progress_bar, timed
+from mmbench.tasks.base import DatasetMeta, ImageItem, ModelInput, TaskOption, TaskResult, as_numpy, batched, \
+    progress_bar, timed
+
+OPTIONS = (
+    TaskOption("threshold", float, 0.5, "IoU a hit needs, in (0, 1] (default 0.5)", low=0.0, high=1.0),
+    TaskOption("convention", str, "continuous", "IoU convention: continuous (default), inclusive (+1 pixel) or giou",
+               choices=("continuous", "inclusive", "giou")),
+)
+
+
+class GroundingInput(ModelInput):
+    """What a grounding model sees of one sample: the image and the expression."""
+
+    __slots__ = ("id", "image", "expression")
+    TARGET_FIELDS = ("boxes",)
+
+    def __init__(self, id: str, image: ImageItem, expression: str):
+        self.id, self.image, self.expression = id, image, expression
 
 
 @dataclass
 class GroundingSample:
+    """One annotated sample: the model's inputs plus the target boxes (scorer only)."""
+
     id: str
     image: ImageItem
     expression: str
     boxes: np.ndarray  # (G, 4) pixel xyxy ground truth; a hit on any counts
+
+    def input_view(self) -> GroundingInput:
+        return GroundingInput(self.id, self.image, self.expression)
 
 
 @dataclass
@@ -41,7 +65,7 @@ class GroundingData:
 
 @runtime_checkable
 class Grounder(Protocol):
-    def predict(self, samples: list[GroundingSample]) -> list: ...
+    def predict(self, inputs: list[GroundingInput]) -> list: ...
 
 
 def evaluate(model: Any, data: GroundingData, *, batch_size: int = 32, show_progress: bool = True,
@@ -54,7 +78,7 @@ def evaluate(model: Any, data: GroundingData, *, batch_size: int = 32, show_prog
     preds: list[np.ndarray] = []
     with timed(timings, "predict"), progress_bar("ground expressions", len(data.samples), show_progress) as adv:
         for chunk in batched(data.samples, batch_size):
-            out = model.predict(list(chunk))
+            out = model.predict([s.input_view() for s in chunk])
             if not isinstance(out, (list, tuple)) or len(out) != len(chunk):
                 raise PluginError(f"{name}: predict() must return a list of {len(chunk)} box arrays")
             for s, boxes in zip(chunk, out):

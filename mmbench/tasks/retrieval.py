@@ -23,8 +23,14 @@ import numpy as np
 from mmbench.errors import PluginError
 from mmbench.metrics.retrieval import check_text_image, retrieval_metrics_from_embeddings, \
     retrieval_metrics_from_tiles
-from mmbench.tasks.base import DatasetMeta, ImageItem, TaskResult, as_numpy, batched, check_shape, \
+from mmbench.tasks.base import DatasetMeta, ImageItem, TaskOption, TaskResult, as_numpy, batched, check_shape, \
     progress_bar, timed
+
+OPTIONS = (
+    TaskOption("ties", str, "pessimistic", "how tied scores rank: pessimistic (default) or optimistic",
+               choices=("pessimistic", "optimistic")),
+    TaskOption("memory_budget_mb", float, 512.0, "working memory for similarities in MB (> 0)", low=0.0),
+)
 
 
 @dataclass

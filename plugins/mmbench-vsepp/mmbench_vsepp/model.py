@@ -6,6 +6,7 @@ image encoder on one precomputed vector per image and a unidirectional GRU text 
 whose output at the last real word is the caption vector. Both are divided by their
 L2 norm WITHOUT an eps (unlike SCAN/SGRAF), then ``abs`` when ``use_abs``. Parameter names
 equal the official ones (``fc``; ``embed``, ``rnn``) for ``strict=True`` loading.
+:func:`order_scores` is the order-embedding measure (``opt.measure == "order"``).
 """
 
 from __future__ import annotations
@@ -63,3 +64,17 @@ class VSE(nn.Module):
 
     def official_states(self) -> list[dict]:
         return [self.img_enc.state_dict(), self.txt_enc.state_dict()]
+
+
+def order_scores(im: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """(Bi, D) image and (Bt, D) caption embeddings -> (Bi, Bt) order-embedding scores.
+
+    fartashf/vsepp:model.py order_sim: ``-sqrt(sum_d max(0, s_d - im_d)^2)``, computed in
+    the embeddings' dtype. The official evaluation (evaluation.py i2t/t2i, ``measure ==
+    'order'``) feeds it ``torch.Tensor(...)`` of its float64 embedding cache, i.e. float32,
+    in chunks of 100 images (i2t) or 100 captions (t2i); each score depends on one pair only,
+    so the chunking does not change it. The caption - image difference is summed over the
+    last axis of a (Bi, Bt, D) tensor, as the official (Bt, Bi, D) one is, then transposed.
+    """
+    diff = s.unsqueeze(0) - im.unsqueeze(1)  # (Bi, Bt, D): caption minus image, as YmX
+    return -diff.clamp(min=0).pow(2).sum(2).sqrt()

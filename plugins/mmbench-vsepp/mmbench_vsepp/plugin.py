@@ -15,9 +15,10 @@ def mmbench_models():
         task="retrieval",
         factory="mmbench_vsepp.retrieval:build",
         accepts=("regions",),
-        description=("VSE++ dual encoder (precomputed image features + GRU text encoder) loaded from an "
-                     "official *_precomp model_best.pth.tar; without options, a small model trained on the "
-                     "demo dataset (region rows mean-pooled to one vector per image)."),
+        description=("VSE++ (precomputed image features + GRU text encoder) loaded from an official *_precomp "
+                     "model_best.pth.tar: a dual encoder for measure=cosine, a float32 pairwise scorer for "
+                     "order embeddings (measure=order, Order0/Order++, with or without use_abs); without "
+                     "options, a small cosine model trained on the demo dataset (region rows mean-pooled)."),
         version=__version__,
         options={
             "checkpoint": "official VSE++ model_best.pth.tar of a *_precomp run (default: the shipped demo model)",

@@ -1,4 +1,11 @@
-"""The mmbench dual encoder around an official VSE++ precomp checkpoint."""
+"""The mmbench model around an official VSE++ precomp checkpoint.
+
+``opt.measure == "cosine"``: a dual encoder (the harness forms the dot products).
+``opt.measure == "order"`` (the README's Order0 / Order++ rows, with or without ``use_abs``):
+the order-embedding score is not a dot product, so the model is a pairwise scorer
+(:class:`VSEPPOrderRetrieval`: ``score(image_block, text_block)``) and the harness ranks its
+tiles with bounded memory; scores are float32, as the official evaluation computes them.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +20,16 @@ from mmbench.checkpoints import official_checkpoint, parse_bool, parse_int, reso
 from mmbench.errors import DataError, PluginError
 from mmbench.text import Vocabulary, encode_captions
 
-from mmbench_vsepp.model import VSE
+from mmbench_vsepp.model import VSE, order_scores
 
 DATA = Path(__file__).resolve().parent / "data"
 DEMO_DIR = DATA / "demo"
 DEMO_CHECKPOINT, DEMO_VOCAB = DEMO_DIR / vse.CHECKPOINT_FILE, DEMO_DIR / vse.VOCAB_FILE
 REQUIRED_OPT = ("img_dim", "word_dim", "embed_size", "vocab_size")
 OPTIONS = ("checkpoint", "vocab", "device", "batch_size", "allow_unsafe_pickle", "region_pool")
+MEASURES = ("cosine", "order")  # fartashf/vsepp:train.py --measure; model.py ContrastiveLoss
+#: elements of the largest (images x captions x embed) temporary per order-scoring chunk
+PAIR_CHUNK_ELEMENTS = 1 << 23
 
 
 def image_vectors(images, img_dim: int, *, region_pool: str) -> np.ndarray:
@@ -66,9 +76,12 @@ class VSEPPRetrieval:
         opt, states, _ = official_checkpoint(checkpoint, n_modules=2, allow_unsafe_pickle=unsafe,
                                              what="VSE++ checkpoint")
         vse.require_opt(opt, REQUIRED_OPT, checkpoint, what="VSE++")
-        if opt.get("measure", "cosine") != "cosine":
+        # ContrastiveLoss uses order_sim only for 'order' and cosine_sim for anything else, but the
+        # official evaluation (i2t/t2i) also branches on 'order' only: refuse other values by name
+        if opt.get("measure", "cosine") not in MEASURES:
             raise DataError(checkpoint, f"is {opt.get('measure')!r}", field="opt.measure",
-                            expected="cosine (the order-embedding measure is not a dot product; not supported)")
+                            expected=" | ".join(MEASURES))
+        self.measure = opt.get("measure", "cosine")
         if "fc.weight" not in states[0] or any(k.startswith("cnn.") for k in states[0]):
             raise DataError(checkpoint, "is not the precomputed-feature image encoder", field="model[0]",
                             expected="EncoderImagePrecomp weights (fc.weight, fc.bias): a *_precomp run")
@@ -92,6 +105,40 @@ class VSEPPRetrieval:
         return self.model.txt_enc(torch.from_numpy(ids).to(self.device), torch.from_numpy(lengths)).cpu().numpy()
 
 
-def build(**options: Any) -> VSEPPRetrieval:
+class VSEPPOrderRetrieval:
+    """Order embeddings (``opt.measure == 'order'``): a pairwise scorer over the VSE++ embeddings.
+
+    ``encode_images`` / ``encode_texts`` return the (B, D) float32 embeddings of the wrapped
+    :class:`VSEPPRetrieval` (``abs`` already applied when ``opt.use_abs``); ``score`` is
+    fartashf/vsepp:model.py ``order_sim`` in float32, chunked over captions (bounded memory).
+    """
+
+    def __init__(self, encoder: VSEPPRetrieval):
+        self.encoder = encoder
+        self.opt, self.vocab, self.model, self.device = encoder.opt, encoder.vocab, encoder.model, encoder.device
+        self.checkpoint_path, self.batch_size, self.measure = encoder.checkpoint_path, encoder.batch_size, "order"
+
+    def encode_images(self, images) -> np.ndarray:
+        vse.not_empty(images, "encode_images", plugin="vsepp")
+        return self.encoder.encode_images(images)
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        vse.not_empty(texts, "encode_texts", plugin="vsepp")
+        return self.encoder.encode_texts(texts)
+
+    @torch.no_grad()
+    def score(self, image_block, text_block) -> np.ndarray:
+        im = torch.as_tensor(np.asarray(image_block, np.float32), device=self.device)
+        s = torch.as_tensor(np.asarray(text_block, np.float32), device=self.device)
+        out = torch.empty(im.size(0), s.size(0), dtype=torch.float32, device=self.device)
+        step = max(1, PAIR_CHUNK_ELEMENTS // max(1, im.size(0) * im.size(1)))
+        for t0 in range(0, s.size(0), step):
+            out[:, t0:t0 + step] = order_scores(im, s[t0:t0 + step])
+        return out.cpu().numpy()
+
+
+def build(seed: int | str = 0, **options: Any) -> VSEPPRetrieval | VSEPPOrderRetrieval:
+    """``seed`` is accepted (the runner passes the run's seed) and unused: evaluation is deterministic."""
     vse.check_options("vsepp", options, OPTIONS)
-    return VSEPPRetrieval(**options)
+    model = VSEPPRetrieval(**options)
+    return VSEPPOrderRetrieval(model) if model.measure == "order" else model
