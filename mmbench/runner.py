@@ -212,9 +212,9 @@ def build_model(mspec: ModelSpec, options: dict[str, str], seed: int) -> Any:
 
 
 def fit_model(name: str, model: Any, train, val, seed: int) -> None:
-    """``model.fit(train, val)`` with the global RNGs seeded; ``seed=`` passed when fit takes it."""
+    """``model.fit(train, val)``, with ``seed=`` passed when fit takes it. The global RNGs were seeded
+    right before the model was built and nothing between the two draws from them."""
     named, _ = _signature_keys(model.fit)
-    seed_everything(seed)
     kwargs = {"seed": seed} if "seed" in named else {}
     _call_plugin(name, "fit()", model.fit, train, val, **kwargs)
 

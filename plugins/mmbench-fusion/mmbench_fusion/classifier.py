@@ -37,11 +37,30 @@ METHOD_OPTIONS: dict[str, dict[str, tuple[Any, str]]] = {
     "cmml": {"lambda_div": ("0.01", "weight of the diversity term (labelled data)"),
              "lambda_u": ("1.0", "weight of the robust consistency term (unlabelled data)"),
              "delta": ("1.003", "Huber threshold of the consistency term")},
+    "ptp": {"fusion_dim": ("16", "per-modality vector size before the concatenation"),
+            "rank": ("4", "CP rank of the polynomial weight tensor (>= 1)"),
+            "order": ("3", "polynomial order P, 2..8 (the official poly_order=2 default computes P = 3)"),
+            "poly_norm": ("1", "times the signed square root is applied to each rank's power (official default 1)"),
+            "euclid_norm": ("false", "L2-normalise each rank's output over the units (official default off)")},
+    "modal-attention": {},
+    "mbt": {"tokens": ("4", "tokens per modality (a linear map of its feature vector)"),
+            "layers": ("2", "transformer layers per stream"),
+            "fusion_layer": ("1", "first layer that exchanges through the bottleneck, 0..layers (layers: never)"),
+            "bottlenecks": ("4", "shared bottleneck tokens (0: independent streams)"),
+            "heads": ("4", "attention heads (must divide hidden)"),
+            "mlp_dim": ("0", "MLP width of each block (0: 4 x hidden, the official ratio)"),
+            "attention_dropout": ("0.1", "dropout on the attention weights (official default 0.1)"),
+            "classifier": ("gap", "gap (mean over all modality tokens, official default) or token "
+                                  "(a CLS token per modality; the official code then adds one bottleneck)")},
 }
 
-INT_OPTIONS = {"threads", "seed", "epochs", "hidden", "train_batch", "text_dim", "fusion_dim", "rank", "annealing_epochs"}
-FLOAT_OPTIONS = {"lr", "weight_decay", "dropout", "lambda_div", "lambda_u", "delta"}
-NET_KWARGS = {"hidden", "dropout", "fusion_dim", "rank", "annealing_epochs", "lambda_div", "lambda_u", "delta"}
+INT_OPTIONS = {"threads", "seed", "epochs", "hidden", "train_batch", "text_dim", "fusion_dim", "rank", "annealing_epochs",
+               "order", "poly_norm", "tokens", "layers", "fusion_layer", "bottlenecks", "heads", "mlp_dim"}
+FLOAT_OPTIONS = {"lr", "weight_decay", "dropout", "lambda_div", "lambda_u", "delta", "attention_dropout"}
+BOOL_OPTIONS = {"cache", "euclid_norm"}
+NET_KWARGS = {"hidden", "dropout", "fusion_dim", "rank", "annealing_epochs", "lambda_div", "lambda_u", "delta",
+              "order", "poly_norm", "euclid_norm", "tokens", "layers", "fusion_layer", "bottlenecks", "heads",
+              "mlp_dim", "attention_dropout", "classifier"}
 
 
 def option_help(method: str) -> dict[str, str]:
@@ -73,16 +92,46 @@ def parse_options(method: str, raw: dict[str, Any]) -> tuple[dict[str, Any], dic
         except (TypeError, ValueError):
             kind = "an integer" if k in INT_OPTIONS else "a number"
             raise MMBenchError(f"plugin {method!r}: option {k}={v!r} is not {kind}") from None
-    cache = str(opts["cache"]).lower()
-    if cache not in ("true", "false", "1", "0", "yes", "no"):
-        raise MMBenchError(f"plugin {method!r}: option cache={opts['cache']!r} must be true or false")
-    opts["cache"] = cache in ("true", "1", "yes")
-    for k in ("threads", "epochs", "hidden", "train_batch", "text_dim", "fusion_dim", "rank"):
+    for k in BOOL_OPTIONS & set(opts):
+        flag = str(opts[k]).lower()
+        if flag not in ("true", "false", "1", "0", "yes", "no"):
+            raise MMBenchError(f"plugin {method!r}: option {k}={opts[k]!r} must be true or false")
+        opts[k] = flag in ("true", "1", "yes")
+    for k in ("threads", "epochs", "hidden", "train_batch", "text_dim", "fusion_dim", "rank", "tokens", "layers",
+              "heads"):
         if k in opts and opts[k] < 1:
             raise MMBenchError(f"plugin {method!r}: option {k}={opts[k]} must be >= 1")
-    if not 0 <= opts["dropout"] < 1:
-        raise MMBenchError(f"plugin {method!r}: option dropout={opts['dropout']} must be in [0, 1)")
+    for k in ("dropout", "attention_dropout"):
+        if k in opts and not 0 <= opts[k] < 1:
+            raise MMBenchError(f"plugin {method!r}: option {k}={opts[k]} must be in [0, 1)")
+    _check_method_options(method, opts)
     return opts, enc_opts
+
+
+def _check_method_options(method: str, o: dict[str, Any]) -> None:
+    """Bounds of the method-specific options, checked when the model is built (not at fit)."""
+    def bad(msg):
+        raise MMBenchError(f"plugin {method!r}: {msg}")
+
+    if method == "ptp":
+        from mmbench_fusion.nets import PTP_MAX_ORDER
+
+        if not 2 <= o["order"] <= PTP_MAX_ORDER:
+            bad(f"option order={o['order']} must be in [2, {PTP_MAX_ORDER}] (order 1 is a linear layer, "
+                f"not a polynomial; higher orders overflow float32)")
+        if o["poly_norm"] < 0:
+            bad(f"option poly_norm={o['poly_norm']} must be >= 0")
+    if method == "mbt":
+        if not 0 <= o["fusion_layer"] <= o["layers"]:
+            bad(f"option fusion_layer={o['fusion_layer']} must be in [0, layers={o['layers']}]")
+        if o["bottlenecks"] < 0:
+            bad(f"option bottlenecks={o['bottlenecks']} must be >= 0")
+        if o["mlp_dim"] < 0:
+            bad(f"option mlp_dim={o['mlp_dim']} must be >= 0 (0: 4 x hidden)")
+        if o["hidden"] % o["heads"]:
+            bad(f"option heads={o['heads']} must divide hidden={o['hidden']}")
+        if o["classifier"] not in ("gap", "token"):
+            bad(f"option classifier={o['classifier']!r} must be gap or token")
 
 
 @contextmanager

@@ -300,7 +300,271 @@ class CMML(nn.Module):
         return self.lambda_u * self.consistency_from_probs(p1, p2)
 
 
+# ----------------------------------------------------------------------------- PTP
+
+#: the constant the official PTP block puts in front of the concatenated node
+#: (jiajiatang0000/HPFN:MOSI/model.py, ``self.const_bias = 0.5``; the paper writes it as a 1)
+PTP_CONST = 0.5
+#: the largest polynomial order accepted: (w·z)^P leaves float32's comfortable range quickly
+PTP_MAX_ORDER = 8
+
+
+def polynomial_pool(z: torch.Tensor, factors: torch.Tensor, rank_weights: torch.Tensor, bias: torch.Tensor,
+                    order: int, poly_norm: int = 0, euclid_norm: bool = False) -> torch.Tensor:
+    """Polynomial tensor pooling (Hou et al., NeurIPS 2019, "Deep Multimodal Multilinear Fusion with
+    High-order Polynomial Pooling", the PTP block), as the official ``ptp_layer`` computes it
+    (jiajiatang0000/HPFN:MOSI/model.py):
+
+    the order-P tensor Z = z ⊗ ... ⊗ z of the node z (B, n) is contracted with a weight tensor
+    held in symmetric CP form W = Σ_r λ_r w_r ⊗ ... ⊗ w_r, one factor per rank shared by all P
+    modes, so  h = Σ_r λ_r (z·w_r)^P + b  with no tensor formed. ``factors`` (rank, n, out),
+    ``rank_weights`` (1, rank), ``bias`` (1, out). Then, as the official code does (both
+    default-on/off as in its train_mosi.py: poly_norm=1, euclid_norm=0):
+
+    - ``poly_norm`` times the signed square root sign(x)·sqrt(|x|) of every (z·w_r)^P (its
+      "polynomial normalization"), before the rank weights;
+    - ``euclid_norm``: each rank's (B, out) slice divided by its L2 norm over the output units.
+
+    Quirk: the official ``poly_order`` argument counts the extra multiplications (the node is
+    multiplied into itself ``poly_order`` times, so its default 2 is P = 3); ``order`` here is P.
+    """
+    basic = torch.einsum("bn,rno->rbo", z, factors)  # official: torch.matmul(node, win_factor)
+    poly = basic
+    for _ in range(order - 1):
+        poly = poly * basic
+    for _ in range(poly_norm):
+        poly = torch.sign(poly) * torch.sqrt(torch.abs(poly))
+    if euclid_norm:
+        poly = poly / poly.norm(dim=2, keepdim=True)
+    return torch.einsum("r,rbo->bo", rank_weights[0], poly) + bias[0]
+
+
+class PTP(_CE):
+    """Polynomial Tensor Pooling fusion (Hou et al., NeurIPS 2019): per-modality subnetworks to
+    ``fusion_dim`` (the package's shared ``mlp_encoder``; the official code runs LSTMs over time
+    steps, our features have none), the node z = [0.5, h_text, h_image] (the modalities
+    concatenated behind the official constant), one PTP block of order ``order`` and rank
+    ``rank`` to ``hidden`` units (``polynomial_pool``), then ReLU -> dropout -> linear as ``lmf``.
+    One block with the window over every modality and the single time step is the paper's PTP
+    block; HPFN stacks such blocks over time/modality windows, which needs time steps.
+
+    Order 2 without normalisations is a quadratic form z^T Q_k z per output unit with
+    Q_k = Σ_r λ_r w_rk w_rk^T: rank R can express LMF's bilinear form of rank R' whenever
+    R >= 2R' (polarisation, tested by construction), and rank >= n (= dim z) spans every
+    quadratic form (eigendecomposition), i.e. all terms of degree <= 2 of the concatenated
+    features including TFN's. Text-only: z = [0.5, h_text], a polynomial of order P in h_text."""
+
+    def __init__(self, dims, n_classes, hidden=64, dropout=0.2, fusion_dim=16, rank=4, order=3, poly_norm=1,
+                 euclid_norm=False):
+        super().__init__()
+        if int(rank) < 1:
+            raise ValueError(f"PTP rank must be >= 1, got {rank}")
+        if not 2 <= int(order) <= PTP_MAX_ORDER:
+            raise ValueError(f"PTP order must be in [2, {PTP_MAX_ORDER}], got {order}")
+        if int(poly_norm) < 0:
+            raise ValueError(f"PTP poly_norm must be >= 0, got {poly_norm}")
+        self.rank, self.order, self.poly_norm, self.euclid_norm = int(rank), int(order), int(poly_norm), bool(euclid_norm)
+        self.subnets = nn.ModuleList(mlp_encoder(d, fusion_dim, dropout) for d in dims)
+        n = len(dims) * fusion_dim + 1
+        # init as jiajiatang0000/HPFN:MOSI/model.py init_window_params: xavier-normal factor and
+        # rank weights, zero bias
+        self.factors = nn.Parameter(nn.init.xavier_normal_(torch.empty(self.rank, n, hidden)))
+        self.rank_weights = nn.Parameter(nn.init.xavier_normal_(torch.empty(1, self.rank)))
+        self.bias = nn.Parameter(torch.zeros(1, hidden))
+        self.head = nn.Sequential(nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, n_classes))
+
+    @staticmethod
+    def node(zs: list[torch.Tensor]) -> torch.Tensor:
+        """[0.5, h_1, h_2, ...] (B, n): the constant first, as the official code concatenates it."""
+        const = torch.full((zs[0].shape[0], 1), PTP_CONST, dtype=zs[0].dtype, device=zs[0].device)
+        return torch.cat([const, *zs], 1)
+
+    def fuse(self, zs: list[torch.Tensor]) -> torch.Tensor:
+        return polynomial_pool(self.node(zs), self.factors, self.rank_weights, self.bias, self.order,
+                               self.poly_norm, self.euclid_norm)
+
+    def weight_tensor(self) -> torch.Tensor:
+        """The full weight tensor W (hidden, n, ..., n) (P modes) the CP factors stand for (tests, small n)."""
+        letters = "abcdefgh"[:self.order]
+        spec = ",".join(f"r{c}k" for c in letters)
+        W = torch.einsum(f"{spec}->rk{letters}", *([self.factors] * self.order))
+        return torch.einsum(f"r,rk{letters}->k{letters}", self.rank_weights[0], W)
+
+    def forward(self, xs):
+        zs = [s(x) for s, x in zip(self.subnets, xs)]
+        logits = self.head(self.fuse(zs))
+        return {"logits": logits, "probs": logits.softmax(1)}
+
+
+# ----------------------------------------------------------------------------- Modal attention
+
+class ModalAttention(_CE):
+    """Modality attention (Moon, Neves, Carvalho, "Multimodal Named Entity Recognition for Short
+    Social Media Posts", NAACL 2018, section 3.3; no official code was released): each modality is
+    encoded to the same size ``hidden`` (h_m), a linear layer on the concatenation scores every
+    modality, a_m = σ(W_m [h_1; ...; h_M] + b_m), the importance distribution is
+    α = softmax(a) over modalities, and the classifier (an MLP like the unimodal references)
+    reads the reweighted sum Σ_m α_m h_m. Quirk of the paper's formula kept: the scores pass a
+    sigmoid before the softmax, so with two modalities α_m stays within
+    [1/(1+e), e/(1+e)] ≈ [0.27, 0.73].
+
+    ``mask`` (B, M) bool, True = present: a masked modality gets α_m = 0 (its score is -inf
+    before the softmax) and its encoding is zeroed in the scorer's input, so the output no longer
+    depends on it. Text-only: one modality, α = 1, an MLP on the text encoding."""
+
+    def __init__(self, dims, n_classes, hidden=64, dropout=0.2):
+        super().__init__()
+        self.encoders = nn.ModuleList(mlp_encoder(d, hidden, dropout) for d in dims)
+        self.scorer = nn.Linear(hidden * len(dims), len(dims))
+        self.head = nn.Sequential(mlp_encoder(hidden, hidden, dropout), nn.Linear(hidden, n_classes))
+
+    def attention(self, hs: list[torch.Tensor], mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, M) importance weights, each row summing to one."""
+        if mask is not None:
+            mask = torch.as_tensor(mask, dtype=torch.bool)
+            if mask.shape != (hs[0].shape[0], len(hs)):
+                raise ValueError(f"mask must be (batch, modalities) = {(hs[0].shape[0], len(hs))}, got {tuple(mask.shape)}")
+            if not bool(mask.any(1).all()):
+                raise ValueError("every sample needs at least one unmasked modality")
+            hs = [h * mask[:, m:m + 1].to(h.dtype) for m, h in enumerate(hs)]
+        scores = torch.sigmoid(self.scorer(torch.cat(hs, 1)))
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        return scores.softmax(1)
+
+    def forward(self, xs, mask=None):
+        hs = [e(x) for e, x in zip(self.encoders, xs)]
+        alpha = self.attention(hs, mask)
+        fused = sum(alpha[:, m:m + 1] * h for m, h in enumerate(hs))
+        logits = self.head(fused)
+        return {"logits": logits, "probs": logits.softmax(1), "attention": alpha}
+
+
+# ----------------------------------------------------------------------------- MBT
+
+class MBTBlock(nn.Module):
+    """The pre-LayerNorm transformer block of google-research/scenic:scenic/projects/mbt/model.py
+    ``EncoderBlock``: x + Dropout(MHA(LN(x))), then + MLP(LN(...)) with scenic's ``MlpBlock``
+    (Dense -> GELU -> Dropout -> Dense -> Dropout). Flax defaults kept: LayerNorm eps 1e-6, the
+    tanh-approximate GELU (``flax.linen.gelu``), xavier-uniform kernels, MLP biases ~ N(0, 1e-6²),
+    zero attention biases, dropout on the attention weights."""
+
+    def __init__(self, d: int, heads: int, mlp_dim: int, dropout: float, attention_dropout: float):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(d, eps=1e-6)
+        self.attn = nn.MultiheadAttention(d, heads, dropout=attention_dropout, batch_first=True)
+        self.drop = nn.Dropout(dropout)
+        self.ln2 = nn.LayerNorm(d, eps=1e-6)
+        self.mlp = nn.Sequential(nn.Linear(d, mlp_dim), nn.GELU(approximate="tanh"), nn.Dropout(dropout),
+                                 nn.Linear(mlp_dim, d), nn.Dropout(dropout))
+        with torch.no_grad():
+            for i in range(3):  # q, k, v kernels are separate Dense layers in flax
+                nn.init.xavier_uniform_(self.attn.in_proj_weight[i * d:(i + 1) * d])
+            nn.init.zeros_(self.attn.in_proj_bias)
+            nn.init.xavier_uniform_(self.attn.out_proj.weight)
+            nn.init.zeros_(self.attn.out_proj.bias)
+            for lin in (self.mlp[0], self.mlp[3]):
+                nn.init.xavier_uniform_(lin.weight)
+                nn.init.normal_(lin.bias, std=1e-6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.ln1(x)
+        y = self.attn(y, y, y, need_weights=False)[0]
+        x = x + self.drop(y)
+        return x + self.mlp(self.ln2(x))
+
+
+class MBT(nn.Module):
+    """Multimodal Bottleneck Transformer (Nagrani et al., "Attention Bottlenecks for Multimodal
+    Fusion", NeurIPS 2021), following google-research/scenic:scenic/projects/mbt/model.py
+    (``MBT`` and ``Encoder`` with ``use_bottleneck=True``, ``share_encoder=False``):
+
+    - tokens: each modality's feature vector is mapped linearly to ``tokens`` tokens of width
+      ``hidden`` (the official stem embeds RGB / spectrogram patches with a linear patch
+      embedding; our feature stage gives one vector per modality, so its tokens are a learned
+      linear split of it). With ``classifier=token`` a zero-initialised CLS token is put in front
+      of each modality's tokens; then a learned positional embedding per modality (N(0, 0.02²)).
+    - ``layers`` blocks per modality (separate weights). Below ``fusion_layer`` the streams run
+      alone; from it on, each modality's block reads [its tokens, the shared bottleneck tokens],
+      keeps its own tokens, and the new bottleneck is the mean over modalities of their updated
+      copies -- the streams exchange information ONLY through the bottleneck. The bottleneck
+      tokens are learned, N(0, 0.02²); quirk kept: with ``classifier=token`` the official code
+      adds one extra bottleneck token (``n_bottlenecks += 1``).
+    - the modalities' tokens (not the bottleneck) concatenated, LayerNorm (``encoder_norm``);
+      ``gap``: mean over all tokens -> linear; ``token``: each modality's CLS -> the same linear,
+      the logits averaged at eval, and in training the loss is the mean of the per-modality
+      cross-entropies (``MBTClassificationModel.loss_function``). The output layer is
+      zero-initialised as in the official code. Softmax cross-entropy (the official n-way model).
+
+    ``bottlenecks=0`` (with ``gap``) or ``fusion_layer=layers`` gives two independent streams.
+    Not carried over: stochastic depth (official default rate 0), ``test_with_bottlenecks``
+    (default True), shared encoders, the representation layer (default None).
+    Text-only: one stream, no bottleneck (the official code fuses only with > 1 modality)."""
+
+    def __init__(self, dims, n_classes, hidden=64, dropout=0.2, tokens=4, layers=2, fusion_layer=1, bottlenecks=4,
+                 heads=4, mlp_dim=0, attention_dropout=0.1, classifier="gap"):
+        super().__init__()
+        tokens, layers, fusion_layer, bottlenecks, heads = map(int, (tokens, layers, fusion_layer, bottlenecks, heads))
+        mlp_dim = int(mlp_dim) or 4 * hidden
+        if classifier not in ("gap", "token"):
+            raise ValueError(f"MBT classifier must be gap or token, got {classifier!r}")
+        if not 0 <= fusion_layer <= layers:
+            raise ValueError(f"MBT fusion_layer must be in [0, layers={layers}], got {fusion_layer}")
+        if bottlenecks < 0 or tokens < 1 or layers < 1 or heads < 1 or hidden % heads:
+            raise ValueError(f"MBT needs bottlenecks >= 0, tokens >= 1, layers >= 1 and heads dividing hidden "
+                             f"(got {bottlenecks}, {tokens}, {layers}, heads={heads}, hidden={hidden})")
+        self.tokens, self.fusion_layer, self.classifier, self.hidden = tokens, fusion_layer, classifier, hidden
+        self.embed = nn.ModuleList(nn.Linear(d, tokens * hidden) for d in dims)
+        extra = 1 if classifier == "token" else 0
+        self.cls = nn.ParameterList(nn.Parameter(torch.zeros(1, 1, hidden)) for _ in dims) if extra else None
+        self.pos = nn.ParameterList(nn.Parameter(torch.randn(1, tokens + extra, hidden) * 0.02) for _ in dims)
+        self.n_bottlenecks = bottlenecks + extra  # scenic mbt/model.py: n_bottlenecks += 1 for 'token'
+        self.bottleneck = nn.Parameter(torch.randn(1, self.n_bottlenecks, hidden) * 0.02)
+        self.blocks = nn.ModuleList(
+            nn.ModuleList(MBTBlock(hidden, heads, mlp_dim, dropout, attention_dropout) for _ in dims)
+            for _ in range(layers))
+        self.norm = nn.LayerNorm(hidden, eps=1e-6)
+        self.output = nn.Linear(hidden, n_classes)
+        nn.init.zeros_(self.output.weight)
+        nn.init.zeros_(self.output.bias)
+
+    def encode(self, xs) -> dict:
+        """Per-modality token outputs after the final LayerNorm, and the last bottleneck."""
+        B = xs[0].shape[0]
+        x = []
+        for m, (emb, v) in enumerate(zip(self.embed, xs)):
+            t = emb(v).view(B, self.tokens, self.hidden)
+            if self.cls is not None:
+                t = torch.cat([self.cls[m].expand(B, -1, -1), t], 1)
+            x.append(t + self.pos[m])
+        b = self.bottleneck.expand(B, -1, -1)
+        for lyr, blocks in enumerate(self.blocks):
+            if lyr < self.fusion_layer or len(x) == 1:
+                x = [blk(t) for blk, t in zip(blocks, x)]
+            else:
+                outs = [blk(torch.cat([t, b], 1)) for blk, t in zip(blocks, x)]
+                b = torch.stack([o[:, t.shape[1]:] for o, t in zip(outs, x)], -1).mean(-1)
+                x = [o[:, :t.shape[1]] for o, t in zip(outs, x)]
+        return {"tokens": [self.norm(t) for t in x], "bottleneck": b}
+
+    def forward(self, xs):
+        enc = self.encode(xs)
+        if self.classifier == "gap":
+            view_logits = None
+            logits = self.output(torch.cat(enc["tokens"], 1).mean(1))
+        else:
+            view_logits = [self.output(t[:, 0]) for t in enc["tokens"]]
+            logits = torch.stack(view_logits).mean(0)
+        return {**enc, "logits": logits, "view_logits": view_logits, "probs": logits.softmax(1)}
+
+    def loss(self, out, y, epoch):
+        if out["view_logits"] is not None:
+            return torch.stack([F.cross_entropy(lg, y) for lg in out["view_logits"]]).mean()
+        return F.cross_entropy(out["logits"], y)
+
+
 METHODS = {
     "text-only": Unimodal, "image-only": Unimodal, "early-fusion": EarlyFusion, "late-fusion": LateFusion,
     "tfn": TFN, "lmf": LMF, "tmc": TMC, "etmc": ETMC, "cmml": CMML,
+    "ptp": PTP, "modal-attention": ModalAttention, "mbt": MBT,
 }

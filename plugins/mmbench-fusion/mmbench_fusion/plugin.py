@@ -18,6 +18,12 @@ DESCRIPTIONS = {
             "modality encodings with its own evidence head; reports ECE and uncertainty.",
     "cmml": "CMML (Yang et al. 2019): modality attention, diversity term on labelled and robust Huber "
             "consistency on unlabelled samples (semi-supervised).",
+    "ptp": "Polynomial Tensor Pooling (Hou et al., NeurIPS 2019): [0.5, h_text, h_image] raised to order P "
+           "through a rank-R symmetric CP weight (HPFN's PTP block).",
+    "modal-attention": "Modality attention (Moon et al., NAACL 2018): softmax(sigmoid(W[h_text; h_image])) "
+                       "weights over the modalities, classifier on the weighted sum.",
+    "mbt": "Attention Bottlenecks / MBT (Nagrani et al., NeurIPS 2021): two transformer streams that exchange "
+           "information only through shared bottleneck tokens from a fusion layer on.",
     "text-only": "Unimodal reference: MLP on the text features alone.",
     "image-only": "Unimodal reference: MLP on the image features alone.",
 }

@@ -166,7 +166,7 @@ def test_registered_through_entry_point_without_importing_torch():
     assert "text_only" not in reg.models["image-only"].accepts
     assert "rank" in reg.models["lmf"].options and "rank" not in reg.models["tfn"].options
     code = ("import sys, mmbench_fusion.plugin as p; specs = p.mmbench_models(); "
-            "assert len(specs) == 9; assert 'torch' not in sys.modules, 'torch imported'; print('ok')")
+            "assert len(specs) == 12; assert 'torch' not in sys.modules, 'torch imported'; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 

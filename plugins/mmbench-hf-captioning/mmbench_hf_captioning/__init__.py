@@ -1,0 +1,1 @@
+"""mmbench-hf-captioning: BLIP and GIT captioners over local Hugging Face checkpoints."""
