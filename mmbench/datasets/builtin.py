@@ -106,5 +106,13 @@ def _real_datasets():
                     options=hf.OPTIONS,
                     description="Hugging Face datasets saved to disk, or parquet files (read with pyarrow)."),
     ]
+    from mmbench.datasets import cocobu
+
+    out.append(DatasetSpec(name="cocobu", tasks=("captioning",), factory="mmbench.datasets.cocobu:load",
+                           splits=cocobu.SPLITS, default_split="test", forms=("regions",), layout=cocobu.LAYOUT,
+                           options=cocobu.OPTIONS, protocols=("all-captions",),
+                           description="Bottom-up region features in the AoANet/self-critical layout (cocotalk.json + "
+                                       "cocobu_att/<id>.npz, read lazily); references from the Karpathy or COCO json.",
+                           variants={"image": "coco", "image_file": "coco"}))
     return out
 

@@ -1,0 +1,139 @@
+"""Show-Attend-Tell plugin: parity with the official caption.py (../shared/parity/sat), safe loading, kit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mmbench.errors import DataError, PluginError, UnsafeFileError
+from mmbench.tasks.base import ImageItem
+from mmbench_sat.captioner import build, preprocess
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+CK = "BEST_checkpoint_coco_5_cap_per_img_5_min_word_freq.pth.tar"
+WM = "WORDMAP_coco_5_cap_per_img_5_min_word_freq.json"
+
+
+@pytest.fixture(scope="module")
+def official(parity_dir):
+    d = parity_dir / "sat"
+    if not d.is_dir():
+        pytest.skip("no sat parity fixture")
+    model = build(checkpoint=str(d / CK), word_map=str(d / WM), device="cpu")
+    pre = np.load(d / "intermediate" / "preprocessed.npz")
+    items = [ImageItem(id=str(f), path=d / "images" / str(f)) for f in pre["files"]]
+    return d, model, pre, items
+
+
+@pytest.mark.shared
+def test_rebuilt_from_the_pickle_and_encoder_output(official):
+    d, model, pre, items = official
+    # everything is read from the checkpoint: ResNet-18 layout, 512 channels, decoder dims
+    assert model.details["encoder"] == {"blocks": [2, 2, 2, 2], "block": "BasicBlock", "channels": 512,
+                                        "enc_image_size": 14}
+    assert model.details["decoder"] == {"attention_dim": 16, "embed_dim": 16, "decoder_dim": 32, "vocab_size": 247}
+    from PIL import Image
+
+    img256 = np.stack([np.asarray(it.load().resize((256, 256), Image.BILINEAR)) for it in items])
+    if (img256 == pre["img256"]).all():  # same Pillow resampling as the fixture's
+        enc = model.encode(items).numpy()
+    else:
+        import torch
+
+        x = np.stack([preprocess(Image.fromarray(a)) for a in pre["img256"]])
+        enc = model.encoder(torch.from_numpy(x)).detach().numpy()
+    np.testing.assert_allclose(enc, pre["encoder_out"], rtol=0, atol=1e-4)
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("beam", [1, 3])
+def test_beam_search_equals_official(official, beam):
+    d, model, pre, items = official
+    exp = json.loads((d / "expected" / f"caption_beam{beam}.json").read_text())
+    alphas = np.load(d / "expected" / "alphas.npz")
+    model.beam_size = beam
+    res = model.caption(items)
+    for r, e, f in zip(res, exp["images"], pre["files"]):
+        assert r["seq"] == e["seq"] and model.words(r["seq"]) == e["caption"]
+        assert r["score"] == pytest.approx(e["score"], abs=1e-4)
+        assert r["complete_seqs"] == [c["seq"] for c in e["complete_seqs"]]
+        np.testing.assert_allclose(r["complete_scores"], [c["score"] for c in e["complete_seqs"]], atol=1e-4)
+        assert len(r["steps"]) == e["n_steps"]
+        for a, b in zip(r["steps"], e["steps"]):
+            assert (a["k"], a["prev_beam"], a["words"]) == (b["k"], b["prev_beam"], b["words"])
+            np.testing.assert_allclose(a["top_k_scores"], b["top_k_scores"], atol=1e-4)
+        np.testing.assert_allclose(r["alphas"], alphas[f"alphas_b{beam}_{f}"], atol=1e-5)
+    model.beam_size = 3
+
+
+@pytest.mark.shared
+def test_unsafe_globals_refused_by_name(official, tmp_path):
+    import zipfile
+
+    d = official[0]
+    src = zipfile.ZipFile(d / CK)
+    out = tmp_path / "evil.pth.tar"
+    with zipfile.ZipFile(out, "w") as zf:
+        for n in src.namelist():
+            data = src.read(n)
+            if n.endswith("data.pkl"):
+                data = data.replace(b"models\nEncoder", b"os\nsystem\n\x00\x00"[: len(b"models\nEncoder")])
+            zf.writestr(n, data)
+    with pytest.raises((UnsafeFileError, DataError)):
+        build(checkpoint=str(out), word_map=str(d / WM), device="cpu")
+
+
+def test_whole_module_pickle_with_unknown_class_is_refused(tmp_path):
+    import torch
+
+    torch.save({"encoder": torch.nn.GRU(2, 2), "decoder": None}, tmp_path / "x.pth.tar")
+    with pytest.raises(UnsafeFileError, match="torch.nn.modules.rnn.GRU.*allow_unsafe_pickle"):
+        from mmbench_sat.loading import load_whole_checkpoint
+
+        load_whole_checkpoint(tmp_path / "x.pth.tar")
+
+
+def test_bad_options_and_inputs(tmp_path):
+    with pytest.raises(PluginError, match="unknown option"):
+        build(beam="3")
+    with pytest.raises(PluginError, match="both checkpoint"):
+        build(checkpoint="x")
+    with pytest.raises(DataError, match="not found"):
+        build(checkpoint=str(tmp_path / "none.pth.tar"), word_map=str(tmp_path / "w.json"))
+    m = build(device="cpu")
+    with pytest.raises(PluginError, match="no pixels"):
+        m.generate([ImageItem(id="r", regions=np.zeros((36, 64), np.float32))])
+
+
+def test_shipped_demo_checkpoint_is_tutorial_format():
+    from mmbench_sat.captioner import DEMO_CHECKPOINT
+    from mmbench_sat.loading import load_whole_checkpoint
+
+    assert DEMO_CHECKPOINT.stat().st_size < 2**20
+    ck = load_whole_checkpoint(DEMO_CHECKPOINT)
+    assert ck["encoder"].qualname == "models.Encoder" and ck["decoder"].qualname == "models.DecoderWithAttention"
+    assert ck["decoder_optimizer"].qualname == "torch.optim.adam.Adam"
+
+
+def test_demo_run_above_constant_caption():
+    from mmbench.datasets.demo import load
+    from mmbench.metrics.captioning import caption_scores
+    from mmbench.testing import limit_data
+
+    data = limit_data(load("captioning", "test"), 40)
+    preds = build(device="cpu").generate(data.images)
+    ids = [im.id for im in data.images]
+    refs = dict(zip(ids, data.references))
+    ours = caption_scores(refs, dict(zip(ids, preds)), metrics=("bleu", "cider"))
+    const = caption_scores(refs, {i: "a red circle on the left" for i in ids}, metrics=("bleu", "cider"))
+    assert ours["metrics"]["CIDEr"] > 2 * const["metrics"]["CIDEr"]
+    assert ours["metrics"]["Bleu_4"] > const["metrics"]["Bleu_4"]
+
+
+def test_plugin_kit():
+    from mmbench.testing import check_plugin
+
+    assert check_plugin("sat", options={"device": "cpu"}, limit=4, batch=4).ok
