@@ -14,7 +14,8 @@ Resampling units and what is recomputed:
   in fold mode (``image_fold`` present) per fold, then averaged, as the protocol does.
   Ranks are not recomputed: a resample keeps each query's rank against the full gallery.
 - captioning: the unit is an image. BLEU is recomputed at corpus level from per-image
-  sufficient statistics (``bleu_stats``); ROUGE_L, CIDEr, METEOR, SPICE are the mean of
+  sufficient statistics (``bleu_stats``, the same statistics the corpus score was computed
+  from: :mod:`mmbench.metrics.caption_ngrams`); ROUGE_L, CIDEr, METEOR, SPICE are the mean of
   per-image scores. CIDEr's document frequencies stay those of the full evaluated
   reference set (recomputing them on a resample with repeated images would count one
   image's references several times); METEOR's corpus score comes from aggregated
@@ -100,29 +101,21 @@ def _retrieval(ps: Mapping) -> tuple[int, Callable[[np.ndarray], dict]]:
 
 
 def bleu_from_stats(stats: np.ndarray, n: int = 4) -> list[float]:
-    """Corpus BLEU-1..n from summed per-image statistics, exactly as pycocoevalcap computes it.
+    """Corpus BLEU-1..n from per-image statistics, exactly as pycocoevalcap computes it.
 
     ``stats`` rows: [testlen, reflen(closest, ties to shorter), guess_1..n, correct_1..n];
     a (rows, 2+2n) array is summed first. Constants 1e-15 / 1e-9 and the brevity penalty
-    follow salaniz/pycocoevalcap:bleu/bleu_scorer.py (BleuScorer.compute_score).
+    follow salaniz/pycocoevalcap:bleu/bleu_scorer.py (BleuScorer.compute_score); the one
+    implementation is :func:`mmbench.metrics.caption_ngrams.bleu_compute`.
     """
-    s = np.asarray(stats)
-    if s.ndim == 2:
-        s = s.sum(0)
-    testlen, reflen = float(s[0]), float(s[1])
-    small, tiny = 1e-9, 1e-15
-    bleus = []
-    bleu = 1.0
-    for k in range(n):
-        bleu *= float(s[2 + n + k] + tiny) / (s[2 + k] + small)
-        bleus.append(bleu ** (1.0 / (k + 1)))
-    ratio = (testlen + tiny) / (reflen + small)
-    if ratio < 1:
-        bleus = [b * math.exp(1 - 1 / ratio) for b in bleus]
-    return bleus
+    from mmbench.metrics.caption_ngrams import bleu_compute
+
+    return bleu_compute(stats, n=n)
 
 
 def _captioning(ps: Mapping) -> tuple[int, Callable[[np.ndarray], dict]]:
+    from mmbench.metrics.caption_ngrams import bleu_compute
+
     means = {k: np.asarray(v, dtype=np.float64) for k, v in ps.items()
              if k in ("METEOR", "ROUGE_L", "CIDEr", "SPICE")}
     stats = np.asarray(ps["bleu_stats"], dtype=np.int64) if "bleu_stats" in ps else None
@@ -134,8 +127,9 @@ def _captioning(ps: Mapping) -> tuple[int, Callable[[np.ndarray], dict]]:
     def compute(w: np.ndarray) -> dict:
         out = {}
         if stats is not None:
-            # integer weights keep the sums exact, so weights of 1 reproduce the corpus BLEU bit for bit
-            for i, b in enumerate(bleu_from_stats((stats * w[:, None]).sum(0))):
+            # the per-image statistics the corpus BLEU came from, resampled; integer weights keep the
+            # sums exact, so weights of 1 reproduce the corpus BLEU bit for bit
+            for i, b in enumerate(bleu_compute(stats, w)):
                 out[f"Bleu_{i + 1}"] = b
         tot = w.sum()
         for k, v in means.items():

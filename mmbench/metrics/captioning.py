@@ -1,14 +1,21 @@
-"""Captioning metrics: BLEU-1..4, METEOR, ROUGE-L, CIDEr-D exactly as pycocoevalcap 1.2 computes them.
+"""Captioning metrics: BLEU-1..4, METEOR, ROUGE-L, CIDEr-D with pycocoevalcap 1.2's numbers.
 
-The scorers are pycocoevalcap's own (salaniz/pycocoevalcap), called one by one rather than
-through ``COCOEvalCap.evaluate()``: the stock evaluate builds ``Spice()`` in its scorer list,
-which needs a CoreNLP download, so offline it raises right after tokenisation and returns
-no metric at all. Here SPICE is reported unavailable with the reason, never as 0.
+``caption_scores(..., metrics_impl=)``:
 
-Per image we also keep BLEU's sufficient statistics (test length, closest reference length
-with ties to the shorter, n-gram guesses and clipped matches; salaniz/pycocoevalcap:
-bleu/bleu_scorer.py cook_test) so corpus BLEU can be recomputed on bootstrap resamples;
-a test proves the recomputation equals pycocoevalcap bit for bit.
+- ``"fast"`` (default): mmbench's vectorised BLEU / ROUGE-L / CIDEr-D
+  (:mod:`mmbench.metrics.caption_ngrams`, equal to pycocoevalcap's per-image and corpus scores
+  to the last bit) and the official METEOR 1.5 jar over parallel JVMs
+  (:mod:`mmbench.metrics.meteor`, the single-JVM numbers exactly);
+- ``"reference"``: salaniz/pycocoevalcap's own scorers, called one by one.
+
+Neither goes through ``COCOEvalCap.evaluate()``: the stock evaluate builds ``Spice()`` in its
+scorer list, which needs a CoreNLP download, so offline it raises right after tokenisation and
+returns no metric at all. Here SPICE is reported unavailable with the reason, never as 0.
+
+Per image we keep BLEU's sufficient statistics (test length, closest reference length with
+ties to the shorter, n-gram guesses and clipped matches; salaniz/pycocoevalcap:
+bleu/bleu_scorer.py cook_test): the corpus BLEU is computed from them, and the bootstrap
+resamples the same statistics.
 
 CIDEr (really CIDEr-D) takes its document frequencies only from the reference sets being
 evaluated (cider/cider_scorer.py compute_doc_freq), so a subset's CIDEr is not comparable
@@ -141,25 +148,100 @@ def check_inputs(references: Mapping[str, Sequence[str]], candidates: Mapping[st
     return ids
 
 
+IMPLS = ("fast", "reference")
+
+
 def caption_scores(references: Mapping[str, Sequence[str]], candidates: Mapping[str, str], *,
                    tokenizer: str = "python", metrics: Sequence[str] = ("bleu", "meteor", "rouge", "cider", "spice"),
-                   ) -> dict:
+                   metrics_impl: str = "fast", meteor_jobs: int | None = None, meteor_pool=None) -> dict:
     """Corpus scores and per-image scores.
 
     Returns ``{"metrics": {Bleu_1.., METEOR, ROUGE_L, CIDEr}, "per_image": {name: [..],
-    "bleu_stats": [[..], ..]}, "ids": [...], "unavailable": {metric: reason}, "tokenizer"}``
-    (pycocoevalcap names and scale: 0..1, CIDEr on its own x10 scale). Images are scored in
-    the order of ``candidates``.
+    "bleu_stats": [[..], ..]}, "ids": [...], "unavailable": {metric: reason}, "tokenizer",
+    "metrics_impl"}`` (pycocoevalcap names and scale: 0..1, CIDEr on its own x10 scale).
+    Images are scored in the order of ``candidates``.
+
+    ``metrics_impl``: ``"fast"`` (default; mmbench's vectorised BLEU / ROUGE-L / CIDEr-D,
+    equal to pycocoevalcap's to the last bit, and METEOR 1.5 over ``meteor_jobs`` parallel
+    JVMs, default one per idle core with at least 1000 images per JVM) or ``"reference"``
+    (pycocoevalcap's own scorers, one JVM).
+    ``meteor_pool``: an open :class:`mmbench.metrics.meteor.MeteorPool` to reuse (left open).
     """
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise MMBenchError(f"unknown captioning metric(s) {unknown}; known: {', '.join(METRICS)}")
+    if metrics_impl not in IMPLS:
+        raise MMBenchError(f"unknown metrics implementation {metrics_impl!r}; choose one of {', '.join(IMPLS)}")
     ids = check_inputs(references, candidates)
-    gts = tokenize({i: list(references[i]) for i in ids}, tokenizer)
-    res = tokenize({i: [candidates[i]] for i in ids}, tokenizer)
-    out: dict = {"metrics": {}, "per_image": {}, "ids": ids, "unavailable": {}, "tokenizer": tokenizer}
-    if not ids:
-        return out
+    out: dict = {"metrics": {}, "per_image": {}, "ids": ids, "unavailable": {}, "tokenizer": tokenizer,
+                 "metrics_impl": metrics_impl}
+    want_meteor = "meteor" in metrics and bool(ids)
+    if want_meteor and not java_available():
+        out["unavailable"]["METEOR"] = "Java runtime not found (METEOR 1.5 is a Java program)"
+        want_meteor = False
+    pool, own_pool = None, False
+    if want_meteor and metrics_impl == "fast":
+        from mmbench.metrics.meteor import MeteorPool, jobs_for
+
+        # started before tokenising, so the JVMs load while the other metrics are computed
+        pool, own_pool = ((meteor_pool, False) if meteor_pool is not None
+                          else (MeteorPool(jobs_for(len(ids), meteor_jobs)), True))
+    try:
+        gts = tokenize({i: list(references[i]) for i in ids}, tokenizer)
+        res = tokenize({i: [candidates[i]] for i in ids}, tokenizer)
+        if ids:
+            if metrics_impl == "fast":
+                _fast_scores(gts, res, ids, metrics, out)
+                if want_meteor:
+                    score, scores = pool.score(gts, res)
+                    out["metrics"]["METEOR"] = float(score)
+                    out["per_image"]["METEOR"] = [float(x) for x in scores]
+            else:
+                _reference_scores(gts, res, ids, metrics, want_meteor, out)
+    finally:
+        if own_pool:
+            pool.close()
+    if "spice" in metrics:
+        out["unavailable"]["SPICE"] = SPICE_REASON
+    _order(out)
+    return out
+
+
+_NAMES = ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr")
+
+
+def _order(out: dict) -> None:
+    out["metrics"] = {k: out["metrics"][k] for k in _NAMES if k in out["metrics"]}
+
+
+def _fast_scores(gts: dict, res: dict, ids: list, metrics: Sequence[str], out: dict) -> None:
+    from mmbench.metrics import caption_ngrams as cn
+
+    cands = [res[i][0] for i in ids]
+    refs = [gts[i] for i in ids]
+    if "bleu" in metrics or "cider" in metrics:
+        corpus = cn.encode(cands, refs)
+    if "bleu" in metrics:
+        stats = cn.bleu_stats(corpus)
+        corpus_bleu = cn.bleu_compute(stats)
+        per = cn.bleu_per_image(stats)
+        for n in range(4):
+            out["metrics"][f"Bleu_{n + 1}"] = float(corpus_bleu[n])
+            out["per_image"][f"Bleu_{n + 1}"] = per[n]
+        out["per_image"]["bleu_stats"] = stats.tolist()
+    if "rouge" in metrics:
+        r = cn.rouge_l(cands, refs)
+        out["metrics"]["ROUGE_L"] = cn.mean_compute(r)
+        out["per_image"]["ROUGE_L"] = r.tolist()
+    if "cider" in metrics:
+        c = cn.cider_d(corpus)
+        out["metrics"]["CIDEr"] = cn.mean_compute(c)
+        out["per_image"]["CIDEr"] = c.tolist()
+
+
+def _reference_scores(gts: dict, res: dict, ids: list, metrics: Sequence[str], want_meteor: bool,
+                      out: dict) -> None:
+    """pycocoevalcap 1.2's own scorers, one by one (never COCOEvalCap.evaluate(): see the module doc)."""
     if "bleu" in metrics:
         from pycocoevalcap.bleu.bleu import Bleu
 
@@ -168,19 +250,16 @@ def caption_scores(references: Mapping[str, Sequence[str]], candidates: Mapping[
             out["metrics"][f"Bleu_{n + 1}"] = float(score[n])
             out["per_image"][f"Bleu_{n + 1}"] = [float(x) for x in scores[n]]
         out["per_image"]["bleu_stats"] = [bleu_stats(res[i][0], gts[i]) for i in ids]
-    if "meteor" in metrics:
-        if java_available():
-            from pycocoevalcap.meteor.meteor import Meteor
+    if want_meteor:
+        from pycocoevalcap.meteor.meteor import Meteor
 
-            m = Meteor()
-            try:
-                score, scores = m.compute_score(gts, res)
-            finally:
-                _close_meteor(m)
-            out["metrics"]["METEOR"] = float(score)
-            out["per_image"]["METEOR"] = [float(x) for x in scores]
-        else:
-            out["unavailable"]["METEOR"] = "Java runtime not found (METEOR 1.5 is a Java program)"
+        m = Meteor()
+        try:
+            score, scores = m.compute_score(gts, res)
+        finally:
+            _close_meteor(m)
+        out["metrics"]["METEOR"] = float(score)
+        out["per_image"]["METEOR"] = [float(x) for x in scores]
     if "rouge" in metrics:
         from pycocoevalcap.rouge.rouge import Rouge
 
@@ -193,9 +272,6 @@ def caption_scores(references: Mapping[str, Sequence[str]], candidates: Mapping[
         score, scores = Cider().compute_score(gts, res)
         out["metrics"]["CIDEr"] = float(score)
         out["per_image"]["CIDEr"] = [float(x) for x in scores]
-    if "spice" in metrics:
-        out["unavailable"]["SPICE"] = SPICE_REASON
-    return out
 
 
 def _close_meteor(m) -> None:
