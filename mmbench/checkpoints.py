@@ -8,7 +8,8 @@ unpickling would run whatever the file names, so mmbench loads them with torch's
 both the zip format (torch >= 1.6) and the legacy format, mapping CUDA-tagged storages
 to the CPU. A file naming anything else is refused with :class:`UnsafeFileError` naming
 the offending global; ``allow_unsafe_pickle=True`` is the explicit opt-in to load it
-anyway (only for files you trust).
+anyway (only for files you trust). The official VSE-family layout checks
+(``official_checkpoint``) live in the mmbench-vse library (:mod:`mmbench_vse.checkpoints`).
 
 Import torch lazily: this module is imported by plugin factories, never by the CLI at
 startup.
@@ -98,44 +99,6 @@ def load_checkpoint(path: str | Path, *, allow_unsafe_pickle: bool = False, what
         last_exc: Exception = exc
     raise DataError(path, f"cannot read this {what}: {type(last_exc).__name__}: {last_exc}",
                     expected="a torch checkpoint written by torch.save (zip or legacy format)")
-
-
-def namespace_dict(opt: Any, *, path: str | Path = "", field: str = "opt") -> dict:
-    """``opt`` (argparse.Namespace or dict) as a plain dict, or DataError."""
-    if isinstance(opt, argparse.Namespace):
-        return dict(vars(opt))
-    if isinstance(opt, dict):
-        return dict(opt)
-    raise DataError(path or None, f"is a {type(opt).__name__}", field=field,
-                    expected="the training options (argparse.Namespace or dict)")
-
-
-def official_checkpoint(path: str | Path, *, n_modules: int, allow_unsafe_pickle: bool = False,
-                        what: str = "checkpoint") -> tuple[dict, list[dict], dict]:
-    """Load a SCAN/SGRAF/VSE++-style ``model_best.pth.tar``: returns (opt dict, state_dicts, whole dict).
-
-    Checks the layout: a dict with ``opt`` and ``model``, ``model`` a list of
-    ``n_modules`` state_dicts of tensors.
-    """
-    import torch
-
-    ck = load_checkpoint(path, allow_unsafe_pickle=allow_unsafe_pickle, what=what)
-    if not isinstance(ck, dict):
-        raise DataError(path, f"top level is a {type(ck).__name__}",
-                        expected="a dict with keys epoch, model, best_rsum, opt, Eiters")
-    for key in ("model", "opt"):
-        if key not in ck:
-            raise DataError(path, f"key missing (keys: {sorted(map(str, ck))})", field=key,
-                            expected="a dict with keys epoch, model, best_rsum, opt, Eiters")
-    states = ck["model"]
-    if not isinstance(states, (list, tuple)) or len(states) != n_modules:
-        got = f"a list of {len(states)}" if isinstance(states, (list, tuple)) else f"a {type(states).__name__}"
-        raise DataError(path, f"is {got}", field="model", expected=f"a list of {n_modules} state_dicts")
-    for k, sd in enumerate(states):
-        if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-            raise DataError(path, "is not a state_dict of tensors", field=f"model[{k}]",
-                            expected="a mapping parameter name -> tensor")
-    return namespace_dict(ck["opt"], path=path), [dict(sd) for sd in states], ck
 
 
 # --- option parsing shared by checkpoint-loading plugins -------------------------------------

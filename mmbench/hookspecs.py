@@ -43,3 +43,14 @@ def mmbench_datasets() -> list:
 
     Must be cheap: no data is read until the spec's factory is called.
     """
+
+
+@hookspec
+def mmbench_task_kinds() -> list:
+    """Return a list of :class:`mmbench.tasks.base.TaskKind` instances this plugin adds (e.g. VQA).
+
+    A kind owns its data type, model protocol, evaluate loop, options, metrics (direction and
+    unit), bootstrap statistics, paired alignment and conformance checks; models and datasets
+    of the kind then name it in ``ModelSpec.task`` / ``DatasetSpec.tasks``. mmbench's four
+    kinds are registered through this same hook (``mmbench.tasks.builtin``).
+    """

@@ -23,6 +23,7 @@ ENTRY_POINT_GROUP = "mmbench"
 
 #: mmbench's own hook implementations, registered like any plugin.
 DEFAULT_PLUGINS = (
+    "mmbench.tasks.builtin",
     "mmbench.datasets.builtin",
     "mmbench.baselines.builtin",
 )
@@ -57,9 +58,14 @@ class Registry:
             self.plugins.append(PluginInfo(name, name, "", name, True))  # in-process: the module is the package
         if entry_points:
             self._load_entry_points()
+        self.spec_errors: list[str] = []
+        try:  # a misspelled hook name (``mmbench_model``) is an error, not a silently ignored function
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(f"a plugin implements an unknown hook: {exc}") from None
+        self._kinds: dict | None = None
         self._models: dict[str, ModelSpec] | None = None
         self._datasets: dict[str, DatasetSpec] | None = None
-        self.spec_errors: list[str] = []
 
     def _load_entry_points(self) -> None:
         for ep in md.entry_points(group=ENTRY_POINT_GROUP):
@@ -102,7 +108,9 @@ class Registry:
                     self.spec_errors.append(f"{label}: {hook_name}() returned {type(spec).__name__}, "
                                             f"expected {cls.__name__}")
                     continue
-                every.append(replace(spec, plugin=spec.plugin or label))
+                spec = replace(spec, plugin=spec.plugin or label)
+                if self._known_tasks(spec):
+                    every.append(spec)
         by_name: dict[str, list] = {}
         for spec in every:
             by_name.setdefault(spec.name, []).append(spec)
@@ -115,6 +123,50 @@ class Registry:
                 self.spec_errors.append(f"{cls.__name__} {name!r} is offered by several plugins "
                                         f"({', '.join(s.plugin for s in specs)}); choose one as package:{name}")
         return out, every, ambiguous
+
+    @property
+    def task_kinds(self) -> dict:
+        """Task kinds by name (``mmbench_task_kinds``): mmbench's four first, then the plugins'."""
+        if self._kinds is None:
+            from mmbench.tasks.base import TaskKind
+
+            kinds: dict = {}
+            for impl in self.pm.hook.mmbench_task_kinds.get_hookimpls():  # registration order: built-ins first
+                label = self._plugin_label(impl)
+                try:
+                    got = impl.function() or []
+                except Exception as exc:
+                    self.spec_errors.append(f"{label}: mmbench_task_kinds() raised {type(exc).__name__}: {exc}")
+                    continue
+                for k in got:
+                    if not isinstance(k, TaskKind) or not getattr(k, "name", ""):
+                        self.spec_errors.append(f"{label}: mmbench_task_kinds() returned {type(k).__name__}, "
+                                                f"expected a named mmbench.tasks.base.TaskKind instance")
+                    elif k.name in kinds:
+                        self.spec_errors.append(f"{label}: task kind {k.name!r} is already registered; ignored")
+                    else:
+                        kinds[k.name] = k
+            self._kinds = kinds
+        return self._kinds
+
+    def _known_tasks(self, spec) -> bool:
+        """A spec naming a task kind nobody installed is reported (``spec_errors``) and left out."""
+        tasks = (spec.task,) if isinstance(spec, ModelSpec) else tuple(spec.tasks)
+        bad = [t for t in tasks if t not in self.task_kinds]
+        if bad:
+            what = "model" if isinstance(spec, ModelSpec) else "dataset"
+            self.spec_errors.append(f"{spec.plugin}: {what} {spec.name!r} names unknown task kind(s) "
+                                    f"{', '.join(map(repr, bad))}; installed kinds: {', '.join(self.task_kinds)}")
+            return False
+        forms = spec.accepts if isinstance(spec, ModelSpec) else spec.forms
+        extra = {f for t in tasks for f in self.task_kinds[t].extra_forms}
+        odd = [f for f in forms if f not in ("image_file", "image", "regions") and f not in extra]
+        if odd:
+            what = "model" if isinstance(spec, ModelSpec) else "dataset"
+            self.spec_errors.append(f"{spec.plugin}: {what} {spec.name!r}: input form(s) {odd} are not offered by "
+                                    f"task kind(s) {', '.join(tasks)}")
+            return False
+        return True
 
     def _ensure(self):
         if self._models is None:

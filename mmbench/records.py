@@ -34,7 +34,10 @@ class RunRecord:
     ci: dict[str, list[float]] = field(default_factory=dict)  # metric -> [low, high]
     details: dict[str, Any] = field(default_factory=dict)
     per_sample: dict[str, list] = field(default_factory=dict)
+    #: unit -> the ids of that unit's entries (e.g. {"image": [...], "caption": [...]}): stored once per unit
     sample_ids: dict[str, list[str]] = field(default_factory=dict)
+    #: per_sample key -> its unit (the task kind's schema, kept so a report needs no plugin to align)
+    per_sample_units: dict[str, str] = field(default_factory=dict)
     published: list[dict[str, Any]] = field(default_factory=list)  # paper-parity comparisons
     timings: dict[str, float] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
@@ -64,6 +67,45 @@ class RunRecord:
                 raise DataError(path, "missing field", field=req, expected="a run record written by mmbench eval")
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in d.items() if k in known})
+
+    def __post_init__(self):
+        self._upgrade_sample_ids()
+
+    def _upgrade_sample_ids(self) -> None:
+        """Records written before ids were stored per unit keep one id list per per_sample key: group
+        them by the task kind's schema (or by equal lists when the kind is not installed)."""
+        if self.per_sample_units or not isinstance(self.sample_ids, dict) or not self.sample_ids:
+            return
+        if not set(self.sample_ids) <= set(self.per_sample or {}):
+            return
+        schema: dict = {}
+        try:
+            from mmbench.tasks import get_kind
+
+            schema = dict(get_kind(self.task).per_sample_units)
+        except Exception:  # noqa: BLE001 - an uninstalled kind: group identical id lists
+            pass
+        units: dict[str, list] = {}
+        mapping: dict[str, str] = {}
+        for key, ids in self.sample_ids.items():
+            unit = schema.get(key)
+            if unit is None:
+                unit = next((u for u, v in units.items() if v == ids), key)
+            units.setdefault(unit, ids)
+            mapping[key] = unit
+        for key in self.per_sample or {}:
+            if key not in mapping and key in schema and schema[key] in units:
+                mapping[key] = schema[key]
+        self.sample_ids, self.per_sample_units = units, mapping
+
+    def ids_for(self, key: str) -> list[str] | None:
+        """The sample ids of per_sample ``key``'s entries (None when the record has none of that length)."""
+        n = len((self.per_sample or {}).get(key, ()))
+        unit = (self.per_sample_units or {}).get(key, key)
+        ids = (self.sample_ids or {}).get(unit)
+        if ids is not None and len(ids) == n:
+            return [str(i) for i in ids]
+        return None
 
     def filename(self) -> str:
         safe = lambda s: "".join(c if c.isalnum() or c in "-_." else "_" for c in str(s))  # noqa: E731

@@ -25,22 +25,7 @@ from mmbench import records
 from mmbench.errors import MismatchError, MMBenchError, PluginError, UsageError
 from mmbench.plugins import Registry, get_registry
 from mmbench.specs import DatasetSpec, ModelSpec
-from mmbench.tasks import DATA_TYPES
-from mmbench.tasks import captioning, classification, grounding, retrieval
-from mmbench.tasks.base import parse_task_options
-
-EVALUATORS = {
-    "retrieval": retrieval.evaluate,
-    "captioning": captioning.evaluate,
-    "grounding": grounding.evaluate,
-    "classification": classification.evaluate,
-}
-TASK_OPTIONS = {
-    "retrieval": retrieval.OPTIONS,
-    "captioning": captioning.OPTIONS,
-    "grounding": grounding.OPTIONS,
-    "classification": classification.OPTIONS,
-}
+from mmbench.tasks import get_kind
 
 
 @dataclass
@@ -56,6 +41,7 @@ class EvalConfig:
     show_progress: bool = True
     task_options: dict[str, Any] = field(default_factory=dict)  # e.g. ties, iou convention, tokenizer
     allow_overlap: bool = False  # fit on train data that overlaps the evaluated split (recorded)
+    limit: int | None = None  # first N units of every split (the conformance kit; recorded)
 
 
 def accepted_forms(accepts) -> set[str]:
@@ -171,7 +157,7 @@ def preflight(mspec: ModelSpec, dspec: DatasetSpec, cfg: EvalConfig, registry: R
                        skip=("task", "split", "data_root"))
     _check_option_keys(set(cfg.options) - {"seed"}, mspec.options, _factory(mspec.factory, f"plugin {mspec.name!r}"),
                        what=f"plugin {mspec.name!r}", flag="--option (-o)")
-    return parse_task_options(cfg.task_options, TASK_OPTIONS[mspec.task], mspec.task)
+    return get_kind(mspec.task, registry).parse_options(cfg.task_options)
 
 
 def _factory(ref, what: str):
@@ -221,7 +207,7 @@ def fit_model(name: str, model: Any, train, val, seed: int) -> None:
 
 # --------------------------------------------------------------------------- data
 
-def _load_data(dspec: DatasetSpec, task: str, split: str, cfg: EvalConfig):
+def _load_data(dspec: DatasetSpec, task: str, split: str, cfg: EvalConfig, registry: Registry | None = None):
     options = options_for_split(dspec, cfg.dataset_options, split)
     try:
         data = dspec.load(task, split, cfg.data_root, **options)
@@ -230,18 +216,14 @@ def _load_data(dspec: DatasetSpec, task: str, split: str, cfg: EvalConfig):
     except TypeError as exc:
         raise MMBenchError(f"dataset {dspec.name!r}: bad dataset option(s) {sorted(options)}: {exc}. "
                            f"Known options: {', '.join(dspec.options) or '(none)'}") from exc
-    expected = DATA_TYPES[task]
+    kind = get_kind(task, registry)
+    expected = kind.data_type
     if not isinstance(data, expected):
         raise PluginError(f"dataset {dspec.name!r} returned {type(data).__name__} for task {task}, "
                           f"expected {expected.__name__}")
+    if cfg.limit:
+        data = kind.limit(data, cfg.limit)
     return data
-
-
-def _n_samples(data) -> int:
-    for attr in ("samples", "images"):
-        if hasattr(data, attr):
-            return len(getattr(data, attr))
-    return 0
 
 
 def _image_key(im) -> tuple[str, str] | None:
@@ -350,7 +332,7 @@ def run_eval(plugin: str, dataset: str, cfg: EvalConfig | None = None, *,
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
-    data = _load_data(dspec, task, split, cfg)
+    data = _load_data(dspec, task, split, cfg, reg)
     timings["load_data"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -369,16 +351,16 @@ def run_eval(plugin: str, dataset: str, cfg: EvalConfig | None = None, *,
                              f"another split (splits: {', '.join(dspec.splits)}).")
         _refuse_shared_files(mspec, dspec, cfg, split)
         t0 = time.perf_counter()
-        train = _load_data(dspec, task, "train", cfg)
+        train = _load_data(dspec, task, "train", cfg, reg)
         val = None
         if "val" in dspec.splits and split != "val":
-            val = _load_data(dspec, task, "val", cfg)
+            val = _load_data(dspec, task, "val", cfg, reg)
         timings["load_train"] = time.perf_counter() - t0
         for name, part in (("train", train), ("val", val)):
             if part is None:
                 continue
             shared = overlap(data, part)
-            fit_data[name] = {"fingerprint": part.meta.fingerprint, "n_samples": _n_samples(part),
+            fit_data[name] = {"fingerprint": part.meta.fingerprint, "n_samples": get_kind(task, reg).n_samples(part),
                               "overlap_with_evaluated": len(shared)}
             if shared:
                 msg = (f"{len(shared)} of {len(content_keys(data))} evaluated {split!r} items of {dataset!r} also "
@@ -393,31 +375,68 @@ def run_eval(plugin: str, dataset: str, cfg: EvalConfig | None = None, *,
         fit_model(plugin, model, train, val, cfg.seed)
         timings["fit"] = time.perf_counter() - t0
 
-    evaluate = EVALUATORS[task]
+    return score_model(mspec, dspec, model, data, cfg, task_options, registry=reg, fit_data=fit_data, notes=notes,
+                       timings=timings, t_start=t_start)
+
+
+def _extra_metrics(plugin: str, model: Any, data, result, kind) -> None:
+    """A model's own metrics (e.g. TMC's expected calibration error), computed from the evaluated data and
+    the task result, recorded beside the task's metrics with the direction and unit the model declares
+    (``extra_metric_info``: name -> MetricInfo, or {"higher_is_better", "unit"}). The task's own metrics
+    are restored afterwards: extra_metrics may add, never change, a score."""
+    import copy
+
+    from mmbench.tasks.base import UNITS, MetricInfo
+
+    kept = copy.deepcopy((result.metrics, result.per_sample))
+    extra = _call_plugin(plugin, "extra_metrics()", model.extra_metrics, data, result) or {}
+    result.metrics, result.per_sample = kept
+    if not isinstance(extra, dict):
+        raise PluginError(f"plugin {plugin!r}: extra_metrics() returned {type(extra).__name__}, expected a dict")
+    bad = [k for k, v in extra.items() if not isinstance(v, (int, float)) or k in result.metrics]
+    if bad:
+        raise PluginError(f"plugin {plugin!r}: extra_metrics() returned non-numeric or clashing keys {bad}")
+    declared = getattr(model, "extra_metric_info", None) or {}
+    info = {}
+    for k in extra:
+        d = declared.get(k) if isinstance(declared, dict) else None
+        if isinstance(d, MetricInfo):
+            d = d.to_dict()
+        if not isinstance(d, dict) or not isinstance(d.get("higher_is_better"), bool) or d.get("unit") not in UNITS:
+            raise PluginError(
+                f"plugin {plugin!r}: extra metric {k!r} has no declared direction and unit; give the model an "
+                f"attribute extra_metric_info = {{{k!r}: MetricInfo({k!r}, higher_is_better=..., unit=...)}} "
+                f"(units: {', '.join(UNITS)}) so reports, gates and sorting read it the right way round")
+        info[k] = {"higher_is_better": d["higher_is_better"], "unit": d["unit"]}
+    result.metrics.update({k: float(v) for k, v in extra.items()})
+    result.details["extra_metrics"] = sorted(extra)
+    result.details["extra_metric_info"] = info
+
+
+def score_model(mspec: ModelSpec, dspec: DatasetSpec, model: Any, data, cfg: EvalConfig, task_options: dict, *,
+                registry: Registry | None = None, fit_data: dict | None = None, notes: list[str] | None = None,
+                timings: dict | None = None, t_start: float | None = None) -> records.RunRecord:
+    """Evaluate a built (and fitted) model on loaded data and make its run record: the task kind's
+    evaluate loop, the model's extra metrics, confidence intervals, paper-parity deltas. ``run_eval``
+    ends here, and the conformance kit drives the same path on its few samples."""
+    reg = registry or get_registry()
+    kind = get_kind(mspec.task, reg)
+    plugin, task = mspec.name, mspec.task
+    split = cfg.split or dspec.default_split
+    fit_data, notes, timings = fit_data or {}, list(notes or []), dict(timings or {})
+    t_start = time.perf_counter() if t_start is None else t_start
     kwargs = dict(task_options)
     if cfg.batch_size:
         kwargs["batch_size"] = cfg.batch_size
     elif getattr(model, "batch_size", None):
         kwargs["batch_size"] = int(model.batch_size)
-    result = _call_plugin(plugin, "evaluation", evaluate, model, data, show_progress=cfg.show_progress,
+    else:
+        kwargs["batch_size"] = kind.default_batch_size
+    result = _call_plugin(plugin, "evaluation", kind.evaluate, model, data, show_progress=cfg.show_progress,
                           name=plugin, **kwargs)
     timings.update({f"eval.{k}": v for k, v in result.timings.items()})
     if hasattr(model, "extra_metrics"):
-        # A model may add its own metrics (e.g. TMC's expected calibration error) computed from the
-        # evaluated data and the task result; they are recorded beside the task's metrics. The task's
-        # own metrics are restored afterwards: extra_metrics may add, never change, a score.
-        import copy
-
-        kept = copy.deepcopy((result.metrics, result.per_sample))
-        extra = _call_plugin(plugin, "extra_metrics()", model.extra_metrics, data, result) or {}
-        result.metrics, result.per_sample = kept
-        if not isinstance(extra, dict):
-            raise PluginError(f"plugin {plugin!r}: extra_metrics() returned {type(extra).__name__}, expected a dict")
-        bad = [k for k, v in extra.items() if not isinstance(v, (int, float)) or k in result.metrics]
-        if bad:
-            raise PluginError(f"plugin {plugin!r}: extra_metrics() returned non-numeric or clashing keys {bad}")
-        result.metrics.update({k: float(v) for k, v in extra.items()})
-        result.details["extra_metrics"] = sorted(extra)
+        _extra_metrics(plugin, model, data, result, kind)
 
     model_details = getattr(model, "details", None)
     if isinstance(model_details, dict) and model_details:
@@ -429,35 +448,40 @@ def run_eval(plugin: str, dataset: str, cfg: EvalConfig | None = None, *,
         from mmbench.metrics.bootstrap import task_cis
 
         t0 = time.perf_counter()
-        ci = task_cis(task, result, n_resamples=cfg.bootstrap, seed=cfg.seed, confidence=cfg.confidence)
+        ci = task_cis(kind, result, n_resamples=cfg.bootstrap, seed=cfg.seed, confidence=cfg.confidence)
         timings["bootstrap"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
 
     meta = data.meta.to_dict()
     meta["split"] = split
-    meta["n_samples"] = _n_samples(data)
+    meta["n_samples"] = kind.n_samples(data)
     eval_options = options_for_split(dspec, cfg.dataset_options, split)
     # The record's fingerprint covers everything the run read: the evaluated split's files (the
     # adapter's fingerprint), the dataset options in force, and the data the model was fitted on.
     meta["data_fingerprint"] = meta.get("fingerprint", "")
     meta["options"] = eval_options
     meta["fingerprint"] = records.fingerprint("mmbench.run-data/1", meta["data_fingerprint"], eval_options,
-                                              {k: v["fingerprint"] for k, v in fit_data.items()})
+                                              {k: v["fingerprint"] for k, v in fit_data.items()},
+                                              *([{"limit": cfg.limit}] if cfg.limit else []))
     if fit_data:
         meta["fit_data"] = fit_data
+    if cfg.limit:
+        notes.append(f"only the first {cfg.limit} units of each split were used (limit)")
     meta["notes"] = list(meta.get("notes") or []) + notes
-    if notes:
+    if any(n.startswith("train/eval overlap allowed") for n in notes):
         meta["overlap_allowed"] = True
     plugin_info = {"name": mspec.name, "package": mspec.plugin, "version": mspec.version,
                    "options": dict(cfg.options), **_checkpoint(model)}
     return records.RunRecord(
         task=task, plugin=plugin_info, dataset=meta, metrics=result.metrics, ci=ci,
         details=result.details, per_sample=result.per_sample, sample_ids=result.sample_ids,
+        per_sample_units={k: kind.per_sample_units.get(k, kind.unit) for k in result.per_sample},
         published=published_deltas(mspec, meta, result.metrics), timings=timings,
         environment=records.environment(),
         config={"batch_size": kwargs.get("batch_size"), "seed": cfg.seed, "bootstrap": cfg.bootstrap,
                 "confidence": cfg.confidence, "dataset_options": dict(cfg.dataset_options),
-                "task_options": dict(task_options), "allow_overlap": cfg.allow_overlap},
+                "task_options": dict(task_options), "allow_overlap": cfg.allow_overlap,
+                **({"limit": cfg.limit} if cfg.limit else {})},
     )
 
 

@@ -1,4 +1,8 @@
-"""mmbench.checkpoints: restricted loading of official checkpoints (zip, legacy, CUDA tags, allow-list)."""
+"""mmbench.checkpoints: restricted loading of torch checkpoints (zip, legacy, allow-list) and the option helpers.
+
+The official VSE-family layout (``official_checkpoint``, CUDA-tagged parity files, ``write_unsafe_checkpoint``)
+is tested in plugins/mmbench-vse/tests/test_official_checkpoints.py.
+"""
 
 from __future__ import annotations
 
@@ -8,23 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from mmbench.checkpoints import load_checkpoint, official_checkpoint, parse_bool, resolve_device
+from mmbench.checkpoints import load_checkpoint, parse_bool, resolve_device
 from mmbench.errors import DataError, PluginError, UnsafeFileError
-from mmbench.vse import write_unsafe_checkpoint
-
-
-@pytest.mark.shared
-@pytest.mark.parametrize("name,n", [("sgraf_sgr", 3), ("sgraf_saf", 3), ("scan_t2i", 2), ("scan_i2t", 2),
-                                    ("vsepp", 2)])
-def test_zip_and_legacy_cuda_tagged_files_give_identical_tensors(parity_dir, name, n):
-    opt_a, sd_a, ck_a = official_checkpoint(parity_dir / name / "model_best.pth.tar", n_modules=n)
-    opt_b, sd_b, ck_b = official_checkpoint(parity_dir / name / "model_best_legacy_cudatag.pth.tar", n_modules=n)
-    assert opt_a == opt_b and opt_a["vocab_size"] == 50 and opt_a["img_dim"] == 64
-    assert sorted(ck_a) == ["Eiters", "best_rsum", "epoch", "model", "opt"]
-    for a, b in zip(sd_a, sd_b):
-        assert list(a) == list(b)
-        for k in a:
-            assert b[k].device.type == "cpu" and torch.equal(a[k], b[k])
 
 
 def test_numpy_scalars_are_allowed(tmp_path):
@@ -36,26 +25,28 @@ def test_numpy_scalars_are_allowed(tmp_path):
         assert ck["best_rsum"] == 512.5 and ck["opt"].a == 1
 
 
+class _RunsCommand:
+    """Unpickling this runs a shell command: what the restricted loader must refuse."""
+
+    def __init__(self, command: str):
+        self.command = command
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (self.command,))
+
+
 def test_code_is_never_executed(tmp_path):
     marker = tmp_path / "pwned"
     for legacy in (False, True):
-        p = write_unsafe_checkpoint(tmp_path / f"evil{legacy}.pth", marker, legacy=legacy)
+        p = tmp_path / f"evil{legacy}.pth"
+        torch.save({"opt": _RunsCommand(f"touch '{marker}'"), "t": torch.ones(2)}, p,
+                   _use_new_zipfile_serialization=not legacy)
         with pytest.raises(UnsafeFileError) as err:
             load_checkpoint(p)
         assert "system" in str(err.value) and str(p) in str(err.value)
     assert not marker.exists()
-
-
-def test_crafted_unsafe_checkpoint_really_runs_code_when_fully_unpickled(tmp_path):
-    # the test aid is only meaningful if its payload is live: torch's unrestricted loader runs it
-    marker = tmp_path / "ran"
-    p = write_unsafe_checkpoint(tmp_path / "m.pth", marker, n_modules=3, field="best_rsum")
-    assert not marker.exists()
-    ck = torch.load(p, weights_only=False)  # our own file, made just above
-    assert marker.exists() and ck["opt"] == {} and len(ck["model"]) == 3 and sorted(ck) == [
-        "Eiters", "best_rsum", "epoch", "model", "opt"]
-    with pytest.raises(ValueError, match="field"):
-        write_unsafe_checkpoint(tmp_path / "x.pth", marker, field="weights")
 
 
 def test_opt_in_loads_trusted_custom_objects(tmp_path):
@@ -66,14 +57,7 @@ def test_opt_in_loads_trusted_custom_objects(tmp_path):
     assert load_checkpoint(p, allow_unsafe_pickle=True)["opt"] is argparse.ArgumentParser
 
 
-def test_layout_errors_name_file_and_field(tmp_path):
-    p = tmp_path / "m.pth"
-    torch.save({"model": [{}], "opt": argparse.Namespace()}, p)
-    with pytest.raises(DataError, match=r"m.pth.*'model'.*a list of 3 state_dicts"):
-        official_checkpoint(p, n_modules=3)
-    torch.save([1, 2], p)
-    with pytest.raises(DataError, match="top level"):
-        official_checkpoint(p, n_modules=2)
+def test_read_errors_name_the_file(tmp_path):
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(DataError, match="junk.pth"):
         load_checkpoint(tmp_path / "junk.pth")

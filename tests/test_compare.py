@@ -15,7 +15,8 @@ from mmbench.errors import DataError, MismatchError, MMBenchError
 from mmbench.metrics.bootstrap import all_metric_values, paired_bootstrap
 from mmbench.records import RunRecord
 from mmbench.reports import compare as cmp
-from mmbench.reports.gates import canonical, load_rules, lower_is_better, parse_rule
+from mmbench.reports.gates import canonical, load_rules, parse_rule
+from mmbench.tasks import get_kind
 
 REPO = Path(__file__).resolve().parents[1]
 N_IMG = 300
@@ -111,7 +112,12 @@ def test_parse_rule_forms():
     assert g.is_glob and g.matches_metric("i2t.R@5") and not g.matches_metric("t2i.R@5")
     assert parse_rule("* no-sig-drop").matches_metric("anything")
     assert canonical("t2i R@1") == canonical("T2I.r@1") == "t2ir@1"
-    assert lower_is_better("i2t.medr") and lower_is_better("t2i.meanr") and not lower_is_better("rsum")
+    # directions come from the task kind, never from a guess on the metric's name
+    r = get_kind("retrieval")
+    assert not r.metric_info("i2t.medr").higher_is_better and not r.metric_info("t2i.meanr").higher_is_better
+    assert r.metric_info("rsum").higher_is_better and r.metric_info("rsum").unit == "percent"
+    assert get_kind("captioning").metric_info("CIDEr").unit == "x10"
+    assert get_kind("grounding").metric_info("acc@0.7").higher_is_better
 
 
 @pytest.mark.parametrize("text,needle", [
@@ -240,7 +246,7 @@ def test_subset_alignment_restricts_to_shared_images(base_ranks):
     keep = list(range(0, N_IMG, 2))  # the new run only has every second image
     caps = [j for i in keep for j in range(5 * i, 5 * i + 5)]
     new = retrieval_record(i2t[keep], t2i[caps])
-    new.sample_ids = {"i2t_rank": [f"img{i:04d}" for i in keep], "t2i_rank": [f"t{j}" for j in caps]}
+    new.sample_ids = {"image": [f"img{i:04d}" for i in keep], "caption": [f"t{j}" for j in caps]}
     c = cmp.compare(runs(base), runs(new), n_resamples=B)
     p = c.pairs[0]
     assert (p.n_baseline, p.n_new, p.n_shared) == (N_IMG, len(keep), len(keep))
@@ -553,7 +559,7 @@ def test_pair_by_samples_refuses_other_samples_or_data(base_ranks):
     keep = list(range(0, N_IMG, 2))  # other (fewer) images: pairing by samples refuses instead of subsetting
     caps = [j for i in keep for j in range(5 * i, 5 * i + 5)]
     sub = retrieval_record(i2t[keep], t2i[caps], plugin="sgraf")
-    sub.sample_ids = {"i2t_rank": [f"img{i:04d}" for i in keep], "t2i_rank": [f"t{j}" for j in caps]}
+    sub.sample_ids = {"image": [f"img{i:04d}" for i in keep], "caption": [f"t{j}" for j in caps]}
     with pytest.raises(MismatchError) as ei:
         cmp.compare(runs(a), runs(sub), pair_by="samples")
     msg = str(ei.value)

@@ -86,7 +86,7 @@ def test_paired_bootstrap_errors():
         bs.paired_bootstrap("retrieval", "rsum", a, b)
     with pytest.raises(MMBenchError, match="cannot be recomputed"):
         bs.paired_bootstrap("retrieval", "BLEU", a, a)
-    with pytest.raises(MMBenchError, match="unknown task"):
+    with pytest.raises(MMBenchError, match="Unknown task kind"):
         bs.metric_value("vqa", "acc", {})
 
 

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from mmbench.cli import app
 from mmbench.commands.new_plugin import names_for, scaffold
 from mmbench.plugins import Registry
-from mmbench.specs import TASKS
+from mmbench.tasks import BUILTIN_KINDS as TASKS
 from mmbench.testing import check_plugin
 
 

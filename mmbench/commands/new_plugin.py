@@ -17,18 +17,6 @@ from mmbench.commands.common import err_console, print_json, user_errors
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
-PROTOCOLS = {
-    "retrieval": "a dual encoder: encode_images() and encode_texts()",
-    "captioning": "generate(images) -> captions",
-    "grounding": "predict(samples) -> ranked boxes, with box_format and box_normalized",
-    "classification": "fit(train, val) and predict_proba(samples)",
-}
-DESCRIPTIONS = {
-    "retrieval": "Scaffolded dual encoder (palette-colour histogram vs named colours).",
-    "captioning": "Scaffolded captioner (names the dominant palette colours).",
-    "grounding": "Scaffolded grounder (boxes the pixels of the named colour).",
-    "classification": "Scaffolded classifier (nearest class-mean colour histogram).",
-}
 NAME_RE = re.compile(r"^[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*$")
 
 
@@ -42,26 +30,29 @@ def scaffold(name: str, task: str, dest: Path | None = None) -> list[Path]:
     """Write the plugin package for model ``name`` doing ``task`` into ``dest``; return the files written."""
     from mmbench import __version__
     from mmbench.errors import MMBenchError
-    from mmbench.specs import TASKS
+    from mmbench.tasks import task_kinds
 
     if not NAME_RE.match(name):
         raise MMBenchError(f"plugin name {name!r} is not valid: use lower-case letters and digits, words joined "
                            f"by '-' or '_', starting with a letter (example: my-clip)")
-    if task not in TASKS:
-        raise MMBenchError(f"--task {task!r} is not one of {', '.join(TASKS)}")
+    kinds = task_kinds()
+    if task not in kinds:
+        raise MMBenchError(f"--task {task!r} is not one of {', '.join(kinds)}")
+    kind = kinds[task]
+    model_tmpl = _model_template(kind)
     dist, module = names_for(name)
     dest = Path(dest) if dest is not None else Path.cwd() / dist
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise MMBenchError(f"{dest} already exists and is not an empty folder; choose another --dir")
     values = {"name": name, "task": task, "dist": dist, "module": module, "mmbench_version": __version__,
-              "protocol": PROTOCOLS[task], "description": DESCRIPTIONS[task]}
+              "protocol": kind.protocol_summary, "description": kind.scaffold_description or f"Scaffolded {task} model."}
     files = {
         "pyproject.toml": "pyproject.toml.tmpl",
         "README.md": "README.md.tmpl",
         f"{module}/__init__.py": None,
         f"{module}/plugin.py": "plugin.py.tmpl",
         f"{module}/colours.py": "colours.py.tmpl",
-        f"{module}/model.py": f"model_{task}.py.tmpl",
+        f"{module}/model.py": model_tmpl,
         f"tests/test_{module}.py": "test_plugin.py.tmpl",
     }
     written = []
@@ -74,7 +65,21 @@ def scaffold(name: str, task: str, dest: Path | None = None) -> list[Path]:
     return written
 
 
-def _render(template: str, values: dict[str, str]) -> str:
+def _model_template(kind) -> Path:
+    """The kind's model template: ``scaffold_template`` names one of mmbench's (``model_<name>.py.tmpl``)
+    or is a path to the plugin's own template file."""
+    from mmbench.errors import MMBenchError
+
+    ref = kind.scaffold_template
+    if not ref:
+        raise MMBenchError(f"task kind {kind.name!r} has no scaffold template (TaskKind.scaffold_template)")
+    path = Path(ref) if Path(ref).is_absolute() else TEMPLATES / f"model_{ref}.py.tmpl"
+    if not path.is_file():
+        raise MMBenchError(f"task kind {kind.name!r}: scaffold template {path} not found")
+    return path
+
+
+def _render(template, values: dict[str, str]) -> str:
     text = (TEMPLATES / template).read_text(encoding="utf-8")
     for key, value in values.items():
         text = text.replace("{{" + key + "}}", value)
@@ -87,7 +92,7 @@ def register(app: typer.Typer) -> None:
     @app.command("new-plugin")
     def new_plugin(
         name: str = typer.Argument(..., help="Model name users will pass to --plugin (e.g. my-clip)."),
-        task: str = typer.Option(..., "--task", "-t", help="retrieval | captioning | grounding | classification"),
+        task: str = typer.Option(..., "--task", "-t", help="The task kind (retrieval, captioning, grounding, classification, or one a plugin adds)."),
         dir_: Optional[Path] = typer.Option(None, "--dir", help="Folder to create (default: ./mmbench-NAME)."),
         as_json: bool = typer.Option(False, "--json", help="Print the files written as JSON."),
     ):

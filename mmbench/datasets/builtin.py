@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from mmbench.hookspecs import hookimpl
 from mmbench.specs import DatasetSpec
+from mmbench.tasks import BUILTIN_KINDS
 
 
 @hookimpl
 def mmbench_datasets():
     return [
         DatasetSpec(
-            name="demo", tasks=("retrieval", "captioning", "grounding", "classification"),
+            name="demo", tasks=BUILTIN_KINDS,
             factory="mmbench.datasets.demo:load", splits=("train", "val", "test"), default_split="test",
             forms=("image", "regions"), needs_data_root=False,
             description="Embedded synthetic scenes (shapes, colours, positions), generated in code: "

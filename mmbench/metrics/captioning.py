@@ -286,3 +286,42 @@ def _close_meteor(m) -> None:
             proc.wait()
     except Exception:  # noqa: BLE001 - best effort at shutdown
         pass
+
+
+# ---------------------------------------------------------------------------------------------
+# per-image statistics and compute(): what the bootstrap and paired tests recompute
+# ---------------------------------------------------------------------------------------------
+
+#: metrics whose corpus value is the mean of per-image scores (METEOR's corpus value comes from the
+#: jar's aggregated statistics instead, so its resampled value is that of the per-image mean)
+MEAN_METRICS = ("METEOR", "ROUGE_L", "CIDEr", "SPICE")
+
+
+def unit_stats(per_sample) -> tuple[int, dict]:
+    """(images, statistics) from per-image lists: ``bleu_stats`` rows (the sufficient statistics the
+    corpus BLEU is computed from) and the per-image METEOR / ROUGE_L / CIDEr / SPICE scores."""
+    import numpy as np
+
+    means = {k: np.asarray(v, dtype=np.float64) for k, v in per_sample.items() if k in MEAN_METRICS}
+    stats = np.asarray(per_sample["bleu_stats"], dtype=np.int64) if "bleu_stats" in per_sample else None
+    lens = {len(v) for v in means.values()} | ({len(stats)} if stats is not None else set())
+    if len(lens) > 1:
+        raise MMBenchError(f"captioning per-sample lists have different lengths {sorted(lens)}")
+    return (lens.pop() if lens else 0), {"bleu_stats": stats, "means": means}
+
+
+def compute(stats: dict, weights=None) -> dict[str, float]:
+    """Corpus BLEU-1..4 from the summed statistics and the per-image means, image i counted
+    ``weights[i]`` times (None: once; integer weights keep BLEU's sums exact, so weights of 1
+    reproduce the corpus BLEU bit for bit). CIDEr's document frequencies stay those of the full
+    evaluated reference set (recomputing them on a resample would count repeated images' references
+    several times)."""
+    from mmbench.metrics.caption_ngrams import bleu_compute, mean_compute
+
+    out: dict[str, float] = {}
+    if stats["bleu_stats"] is not None:
+        for i, b in enumerate(bleu_compute(stats["bleu_stats"], weights)):
+            out[f"Bleu_{i + 1}"] = b
+    for k, v in stats["means"].items():
+        out[k] = mean_compute(v, weights)
+    return out

@@ -9,6 +9,8 @@ Conventions (recorded with every result):
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from mmbench.errors import MMBenchError
@@ -104,11 +106,34 @@ def grounding_metrics(preds: list, gts: list, *, threshold: float = 0.5, convent
         ious = iou(p[:max(ks)], g, convention).max(1) if len(g) else np.zeros(len(probs))
         h = (ious >= threshold) & ok
         hits[i, :len(h)] = h
-    first_hit = np.cumsum(hits, 1) > 0
-    metrics = {f"acc@{threshold:g}": 100.0 * float(hits[:, 0].mean()) if n else 0.0}
-    for k in ks:
-        metrics[f"P@{k}"] = 100.0 * float(first_hit[:, k - 1].mean()) if n else 0.0
     any_hit = hits.any(1)
     hit_rank = np.where(any_hit, hits.argmax(1) + 1, 0)  # 1-based rank of the first hit, 0 = none
+    _, stats = unit_stats({"hit": hits[:, 0].astype(int), "hit_rank": hit_rank})
+    vals = compute(stats, ks=ks)
+    metrics = {f"acc@{threshold:g}": vals["acc"] if n else 0.0}
+    metrics.update({f"P@{k}": vals[f"P@{k}"] if n else 0.0 for k in ks})
     return {"metrics": metrics, "hit": hits[:, 0].astype(int).tolist(), "hit_rank": hit_rank.tolist(),
             "invalid": invalid, "invalid_reasons": reasons, "threshold": threshold, "convention": convention}
+
+
+def unit_stats(per_sample) -> tuple[int, dict]:
+    """(samples, statistics) from per-sample ``hit`` (top-1 hit, 0/1) and ``hit_rank`` (1-based rank
+    of the first hit in the top 10, 0 when none)."""
+    hit = np.asarray(per_sample.get("hit", []), dtype=np.float64)
+    rank = np.asarray(per_sample["hit_rank"], dtype=np.int64) if "hit_rank" in per_sample else None
+    if rank is not None and len(rank) != len(hit):
+        raise MMBenchError(f"grounding per-sample 'hit' ({len(hit)}) and 'hit_rank' ({len(rank)}) differ in length")
+    return len(hit), {"hit": hit, "hit_rank": rank}
+
+
+def compute(stats: dict, weights=None, ks=(1, 5, 10)) -> dict[str, float]:
+    """Top-1 accuracy (``acc``, reported as ``acc@<threshold>``) and Precision@K, in percent, sample i
+    counted ``weights[i]`` times (None: once). The one definition of these metrics."""
+    hit, rank = stats["hit"], stats["hit_rank"]
+    w = np.ones(len(hit), dtype=np.int64) if weights is None else np.asarray(weights)
+    tot = float(w.sum())
+    out = {"acc": 100.0 * float((hit * w).sum()) / tot if tot else math.nan}
+    if rank is not None:
+        for k in ks:
+            out[f"P@{k}"] = 100.0 * float(w[(rank >= 1) & (rank <= k)].sum()) / tot if tot else math.nan
+    return out

@@ -27,6 +27,8 @@ the budget, with the same counter, so ranks equal those of the assembled matrix.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from mmbench.errors import MMBenchError
@@ -215,15 +217,101 @@ def ranks_from_embeddings(img, txt, text_image, ties: str = "pessimistic", *, me
     return counter.result(ties)
 
 
-def summarize(i2t_ranks, t2i_ranks, ks=KS) -> dict[str, float]:
-    """R@K, medr, meanr for both directions and rsum, from 0-based ranks."""
-    out: dict[str, float] = {}
-    for d, r in (("i2t", np.asarray(i2t_ranks)), ("t2i", np.asarray(t2i_ranks))):
+def _rank_stats(r: np.ndarray, w: np.ndarray | None, prefix: str, out: dict, order: np.ndarray | None = None,
+                ks=KS) -> None:
+    """R@K, medr, meanr of one direction from 0-based ranks, query i counted ``w[i]`` times (None: once).
+
+    The one definition of these metrics: the evaluate loop's values (weights None), bootstrap
+    resamples and paired tests (integer weights) all come from here. medr = floor(median) + 1 and
+    meanr = mean + 1, as SGRAF/SCAN/VSE++ evaluation.py; the weighted median equals ``np.median`` of
+    the expanded multiset.
+    """
+    r = np.asarray(r, dtype=np.int64)
+    w = np.ones(len(r), dtype=np.int64) if w is None else np.asarray(w)
+    tot = w.sum()
+    if tot == 0:
         for k in ks:
-            out[f"{d}.R@{k}"] = 100.0 * float((r < k).sum()) / len(r)
-        out[f"{d}.medr"] = float(np.floor(np.median(r)) + 1)
-        out[f"{d}.meanr"] = float(r.mean() + 1)
+            out[f"{prefix}.R@{k}"] = math.nan
+        out[f"{prefix}.medr"] = out[f"{prefix}.meanr"] = math.nan
+        return
+    for k in ks:
+        out[f"{prefix}.R@{k}"] = 100.0 * float(w[r < k].sum()) / float(tot)
+    order = np.argsort(r, kind="stable") if order is None else order
+    cw = np.cumsum(w[order])
+    lo = np.searchsorted(cw, (tot - 1) // 2, side="right")
+    hi = np.searchsorted(cw, tot // 2, side="right")
+    out[f"{prefix}.medr"] = float(np.floor((float(r[order[lo]]) + float(r[order[hi]])) / 2) + 1)
+    out[f"{prefix}.meanr"] = float((w * r).sum()) / float(tot) + 1
+
+
+def summarize(i2t_ranks, t2i_ranks, ks=KS) -> dict[str, float]:
+    """R@K, medr, meanr for both directions and rsum, from 0-based ranks (every query once)."""
+    out: dict[str, float] = {}
+    _rank_stats(i2t_ranks, None, "i2t", out, ks=ks)
+    _rank_stats(t2i_ranks, None, "t2i", out, ks=ks)
     out["rsum"] = sum(out[f"{d}.R@{k}"] for d in ("i2t", "t2i") for k in ks)
+    return out
+
+
+class RankStats:
+    """Per-unit statistics of a retrieval run: each image's i2t rank, each caption's t2i rank and image,
+    and each image's fold (COCO 1K). The resampling unit is an image together with its captions."""
+
+    def __init__(self, i2t, t2i, t2i_image, image_fold=None):
+        self.i2t = np.asarray(i2t, dtype=np.int64)
+        self.t2i = np.asarray(t2i, dtype=np.int64)
+        self.ti = np.asarray(t2i_image, dtype=np.int64)
+        n = len(self.i2t)
+        if len(self.ti) != len(self.t2i):
+            raise MMBenchError(f"retrieval per-sample 't2i_image' has {len(self.ti)} entries for "
+                               f"{len(self.t2i)} captions")
+        self.folds = np.zeros(n, np.int64) if image_fold is None else np.asarray(image_fold, dtype=np.int64)
+        self.groups = []
+        for f in np.unique(self.folds):
+            im = np.nonzero(self.folds == f)[0]
+            tx = np.nonzero(self.folds[self.ti] == f)[0]
+            self.groups.append((im, tx, np.argsort(self.i2t[im], kind="stable"),
+                                np.argsort(self.t2i[tx], kind="stable")))
+
+    def __len__(self) -> int:
+        return len(self.i2t)
+
+
+def unit_stats(per_sample) -> tuple[int, RankStats]:
+    """(images, :class:`RankStats`) from a record's per-sample lists (``i2t_rank``, ``t2i_rank``,
+    ``t2i_image``, optional ``image_fold``; records without ``t2i_image`` use the 5-per-image layout)."""
+    i2t = np.asarray(per_sample.get("i2t_rank", []), dtype=np.int64)
+    t2i = np.asarray(per_sample.get("t2i_rank", []), dtype=np.int64)
+    n = len(i2t)
+    if "t2i_image" in per_sample:
+        ti = np.asarray(per_sample["t2i_image"], dtype=np.int64)
+    elif n and len(t2i) % n == 0:
+        ti = np.arange(len(t2i)) // (len(t2i) // n)
+    else:
+        raise MMBenchError(f"retrieval per-sample data has {n} image and {len(t2i)} caption ranks but no "
+                           "'t2i_image' caption-to-image index")
+    stats = RankStats(i2t, t2i, ti, per_sample.get("image_fold"))
+    return n, stats
+
+
+def compute(stats: RankStats, weights=None) -> dict[str, float]:
+    """Every retrieval metric, image i (with its captions) counted ``weights[i]`` times (None: once).
+
+    Fold mode (COCO 1K): each metric (medr and meanr included) is the mean over folds and rsum the
+    sum of the mean R@K values (the references print a wrong rsum in fold mode: kuanghuei/SCAN
+    issue 23, fartashf/vsepp PR 43).
+    """
+    w = np.ones(len(stats), dtype=np.int64) if weights is None else np.asarray(weights)
+    per_fold = []
+    for im, tx, oi, ot in stats.groups:
+        m: dict = {}
+        _rank_stats(stats.i2t[im], w[im], "i2t", m, order=oi)
+        _rank_stats(stats.t2i[tx], w[stats.ti[tx]], "t2i", m, order=ot)
+        per_fold.append(m)
+    if not per_fold:
+        return {}
+    out = per_fold[0] if len(per_fold) == 1 else {k: float(np.mean([m[k] for m in per_fold])) for k in per_fold[0]}
+    out["rsum"] = sum(out[f"{d}.R@{k}"] for d in ("i2t", "t2i") for k in KS)
     return out
 
 
@@ -241,30 +329,21 @@ def fold_slices(n_images: int, text_image: np.ndarray, n_folds: int):
 
 
 def _assemble(n_img: int, n_txt: int, ti: np.ndarray, folds: int, rank_fn) -> dict:
-    """Run ``rank_fn(lo, hi, t_idx)`` per fold and combine as the protocol does.
-
-    Fold mode: each metric (medr and meanr included) is the mean over folds, rsum the
-    sum of the mean R@K values (the references print a wrong rsum in fold mode:
-    kuanghuei/SCAN issue 23, fartashf/vsepp PR 43).
-    """
-    if folds == 1:
-        i2t, t2i, a, b = rank_fn(0, n_img, None)
-        return {"metrics": summarize(i2t, t2i), "i2t_ranks": i2t, "t2i_ranks": t2i,
-                "i2t_tied": a, "t2i_tied": b, "image_fold": np.zeros(n_img, np.int64)}
+    """Run ``rank_fn(lo, hi, t_idx)`` per fold (within-fold ranks) and compute the metrics (:func:`compute`)."""
     i2t_all = np.empty(n_img, np.int64)
     t2i_all = np.empty(n_txt, np.int64)
-    fold_of = np.empty(n_img, np.int64)
-    fold_metrics = []
+    fold_of = np.zeros(n_img, np.int64)
     tied = [0, 0]
-    for f, (lo, hi, t_idx) in enumerate(fold_slices(n_img, ti, folds)):
-        i2t, t2i, a, b = rank_fn(lo, hi, t_idx)
-        i2t_all[lo:hi], t2i_all[t_idx] = i2t, t2i
-        fold_of[lo:hi] = f
-        tied[0] += a
-        tied[1] += b
-        fold_metrics.append(summarize(i2t, t2i))
-    metrics = {k: float(np.mean([m[k] for m in fold_metrics])) for k in fold_metrics[0] if k != "rsum"}
-    metrics["rsum"] = sum(metrics[f"{d}.R@{k}"] for d in ("i2t", "t2i") for k in KS)
+    if folds == 1:
+        i2t_all, t2i_all, tied[0], tied[1] = rank_fn(0, n_img, None)
+    else:
+        for f, (lo, hi, t_idx) in enumerate(fold_slices(n_img, ti, folds)):
+            i2t, t2i, a, b = rank_fn(lo, hi, t_idx)
+            i2t_all[lo:hi], t2i_all[t_idx] = i2t, t2i
+            fold_of[lo:hi] = f
+            tied[0] += a
+            tied[1] += b
+    metrics = compute(RankStats(i2t_all, t2i_all, ti, fold_of if folds > 1 else None))
     return {"metrics": metrics, "i2t_ranks": i2t_all, "t2i_ranks": t2i_all,
             "i2t_tied": tied[0], "t2i_tied": tied[1], "image_fold": fold_of}
 
@@ -307,157 +386,3 @@ def retrieval_metrics_from_embeddings(img, txt, text_image, *, folds: int = 1, t
                                      memory_budget_mb=memory_budget_mb)
 
     return _assemble(img.shape[0], txt.shape[0], ti, folds, rank_fn)
-
-
-def _check_starts(starts, what: str) -> np.ndarray:
-    s = np.asarray(starts, dtype=np.int64).reshape(-1)
-    if s.size < 1 or s[0] != 0 or (s.size > 1 and (np.diff(s) <= 0).any()):
-        raise MMBenchError(f"{what} block starts must begin at 0 and increase strictly (one entry per block "
-                           f"plus the total), got {s[:8].tolist()}{' ...' if s.size > 8 else ''}")
-    return s
-
-
-class _TileSweep:
-    """Exact ranks of one (images x texts) part, e.g. one fold, from score tiles.
-
-    The full matrix is made of tiles ``score_tile(k, m)``: image block k (rows
-    ``i_starts[k] .. i_starts[k+1]``) x text block m. The part keeps rows ``lo .. hi`` and
-    the sorted global columns ``cols``; only tiles meeting them are scored, and every score
-    used comes from one of those tiles, so the ranks equal those of ranking the assembled
-    matrix (as ``compute_sims`` + :func:`retrieval_metrics` would) for any deterministic scorer.
-
-    Pass 1 scores the tiles holding a ground-truth pair and keeps each caption's
-    ground-truth score (and, while they fit in half the budget, the tiles themselves, so
-    pass 2 need not score them again). Pass 2 sweeps image block by image block, copying
-    the block's tiles into a (block rows, W) buffer sized to the rest of the budget and
-    counting each full buffer with :class:`_RankCounter`. Working memory: the buffer plus
-    the cached tiles, at most ``budget_bytes`` or, if that is smaller, one tile; plus O(images
-    + texts) counters.
-    """
-
-    def __init__(self, lo, hi, cols, ti, i_starts, t_starts, budget_bytes: float):
-        self.lo, self.hi, self.cols = lo, hi, cols
-        self.lti = ti[cols] - lo
-        self.i_starts, self.t_starts = i_starts, t_starts
-        # image blocks meeting rows lo..hi: (k, tile row slice, local first row)
-        self.iblocks = []
-        for k in range(np.searchsorted(i_starts, lo, "right") - 1, len(i_starts) - 1):
-            r0, r1 = max(lo, i_starts[k]), min(hi, i_starts[k + 1])
-            if r0 >= hi:
-                break
-            self.iblocks.append((k, slice(int(r0 - i_starts[k]), int(r1 - i_starts[k])), int(r0 - lo)))
-        # text blocks meeting cols: (m, tile column selector, local first column, width)
-        p = np.searchsorted(cols, t_starts)
-        self.tblocks = []
-        for m in range(len(t_starts) - 1):
-            p0, p1 = int(p[m]), int(p[m + 1])
-            if p1 == p0:
-                continue
-            c = cols[p0:p1] - t_starts[m]
-            sel = slice(int(c[0]), int(c[-1]) + 1) if c[-1] - c[0] == p1 - p0 - 1 else c
-            self.tblocks.append((m, sel, p0, p1 - p0))
-        tb_index = {m: q for q, (m, *_rest) in enumerate(self.tblocks)}
-        # pass-1 tiles: those holding a ground-truth pair, in sweep order
-        order = np.argsort(self.lti, kind="stable")
-        bounds = np.searchsorted(self.lti[order], np.arange(hi - lo + 1))
-        tb_of = np.searchsorted(t_starts, cols, "right") - 1  # text block of each local column
-        self.gt_tiles = []  # (iblock index, tblock index, local captions in it)
-        for q, (k, rs, a) in enumerate(self.iblocks):
-            caps = order[bounds[a]:bounds[a + rs.stop - rs.start]]
-            blocks = tb_of[caps]
-            for m in np.unique(blocks):
-                self.gt_tiles.append((q, tb_index[int(m)], caps[blocks == m]))
-        rows = max((rs.stop - rs.start for _, rs, _ in self.iblocks), default=1)
-        widest = max((w for *_rest, w in self.tblocks), default=1)
-        # cache pass-1 tiles while they fit in half the budget, leaving the buffer room for one tile
-        cache_limit = cache_left = max(0.0, min(budget_bytes / 2, budget_bytes - 4 * rows * widest))
-        self.cached = set()
-        for q, r, _ in self.gt_tiles:
-            nbytes = 4 * (self.iblocks[q][1].stop - self.iblocks[q][1].start) * self.tblocks[r][3]
-            if nbytes > cache_left:
-                break
-            cache_left -= nbytes
-            self.cached.add((q, r))
-        self.cache_bytes = cache_limit - cache_left
-        self.buf_cols = int(max(1, min(len(cols), max(widest, (budget_bytes - self.cache_bytes) // (4 * rows)))))
-        self.buf_rows = rows
-        self.n_calls = len(self.gt_tiles) + len(self.iblocks) * len(self.tblocks) - len(self.cached)
-
-    @property
-    def peak_bytes(self) -> int:
-        """Bytes of the float32 buffer plus cached tiles (the budgeted working memory)."""
-        return int(4 * self.buf_rows * self.buf_cols + self.cache_bytes)
-
-    def _tile(self, score_tile, q, r) -> np.ndarray:
-        k, rs, _ = self.iblocks[q]
-        m, cs, _, _ = self.tblocks[r]
-        # float32, as compute_sims stores it
-        return np.asarray(score_tile(k, m), dtype=np.float32)[rs][:, cs]
-
-    def run(self, score_tile, ties: str, advance):
-        gt = np.empty(len(self.cols), np.float32)
-        cache = {}
-        for q, r, caps in self.gt_tiles:
-            tile = self._tile(score_tile, q, r)
-            advance()
-            gt[caps] = tile[self.lti[caps] - self.iblocks[q][2], caps - self.tblocks[r][2]]
-            if (q, r) in self.cached:
-                cache[q, r] = tile.copy()  # a model may reuse its output buffer
-        counter = _RankCounter(self.lti, self.hi - self.lo, gt)
-        buf = np.empty((self.buf_rows, self.buf_cols), np.float32)
-        for q, (_, rs, a) in enumerate(self.iblocks):
-            n = rs.stop - rs.start
-            c0 = w = 0
-            for r, (_, _, p0, width) in enumerate(self.tblocks):
-                if w + width > self.buf_cols:
-                    counter.add(a, buf[:n, :w], writable=True, c0=c0)
-                    c0, w = p0, 0
-                tile = cache.pop((q, r), None)
-                if tile is None:
-                    tile = self._tile(score_tile, q, r)
-                    advance()
-                buf[:n, w:w + width] = tile
-                w += width
-            counter.add(a, buf[:n, :w], writable=True, c0=c0)
-        return counter.result(ties)
-
-
-def retrieval_metrics_from_tiles(score_tile, image_starts, text_starts, text_image, *, folds: int = 1,
-                                 ties: str = "pessimistic", memory_budget_mb: float = 512, progress=None) -> dict:
-    """All retrieval metrics of a matrix given as tiles, never holding it whole.
-
-    ``score_tile(k, m)`` returns the scores of image block k (rows ``image_starts[k] ..
-    image_starts[k+1]``) against text block m (``text_starts`` likewise; both end with the
-    total). Ranks, tie counts and metrics equal :func:`retrieval_metrics` on the assembled
-    float32 matrix, provided ``score_tile`` returns the same values when called twice (a
-    tile holding ground-truth pairs is scored twice only when the budget cannot cache it).
-    In fold mode only the tiles meeting a fold's rows and columns are scored.
-    ``progress(total)``, if given, is a context manager yielding ``advance()``, called once
-    per ``score_tile`` call. The result also holds ``score_calls`` and ``working_bytes``
-    (the float32 buffer plus cached tiles, at most ``memory_budget_mb`` or one tile).
-    """
-    _check_ties(ties)
-    i_starts = _check_starts(image_starts, "image")
-    t_starts = _check_starts(text_starts, "text")
-    n_img, n_txt = int(i_starts[-1]), int(t_starts[-1])
-    ti = check_text_image(text_image, n_img, n_txt)
-    if folds == 1:
-        parts = [(0, n_img, np.arange(n_txt))]
-    else:
-        parts = [(lo, hi, t_idx) for lo, hi, t_idx in fold_slices(n_img, ti, folds)]
-    budget = float(memory_budget_mb) * 2**20
-    sweeps = [_TileSweep(lo, hi, cols, ti, i_starts, t_starts, budget) for lo, hi, cols in parts]
-    total = sum(s.n_calls for s in sweeps)
-    results = []
-    if progress is None:
-        for s in sweeps:
-            results.append(s.run(score_tile, ties, lambda n=1: None))
-    else:
-        with progress(total) as advance:
-            for s in sweeps:
-                results.append(s.run(score_tile, ties, advance))
-    it = iter(results)
-    out = _assemble(n_img, n_txt, ti, folds, lambda lo, hi, t_idx: next(it))
-    out["score_calls"] = total
-    out["working_bytes"] = max(s.peak_bytes for s in sweeps)
-    return out

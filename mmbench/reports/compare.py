@@ -29,21 +29,13 @@ import numpy as np
 from mmbench import records as _records
 from mmbench.errors import DataError, MismatchError, MMBenchError
 from mmbench.records import RunRecord
-from mmbench.reports.gates import GateRule, lower_is_better
-from mmbench.reports.leaderboard import HEADLINE, newest_first
+from mmbench.reports.gates import GateRule
+from mmbench.reports.leaderboard import newest_first
+from mmbench.tasks import kind_for_report
 
 #: how runs are paired: by plugin (a regression check of one model) or by samples (two models, same data)
 PAIR_BY = ("plugin", "samples")
 
-#: run-record ``details`` fields that change what a metric means; differing values refuse a compare
-CONVENTION_FIELDS = ("ties", "iou_convention", "threshold", "tokenizer")
-
-#: take every metric's paired test from one resampling pass (see paired_tests)
-
-#: the per-sample key whose ``sample_ids`` name the resampling units of each task
-UNIT_KEYS = {"retrieval": ("i2t_rank",), "grounding": ("hit", "hit_rank"),
-             "classification": ("label", "pred", "correct"),
-             "captioning": ("CIDEr", "ROUGE_L", "METEOR", "SPICE", "bleu_stats", "Bleu_4", "Bleu_1")}
 
 
 @dataclass
@@ -221,7 +213,7 @@ def _mismatches(b: LoadedRun, n: LoadedRun, pair_by: str = "run") -> list[str]:
     on = (rn.config or {}).get("dataset_options") or {}
     if ob != on:
         differ("config.dataset_options", ob, on)
-    for f in CONVENTION_FIELDS:
+    for f in kind_for_report(rn.task).conventions:
         if f in (rb.details or {}) and f in (rn.details or {}) and rb.details[f] != rn.details[f]:
             differ(f"details.{f}", rb.details[f], rn.details[f])
     return out
@@ -244,17 +236,26 @@ def _by_samples(runs: dict[tuple, LoadedRun], side: str) -> dict[tuple, LoadedRu
 
 def sample_problems(task: str, rb: RunRecord, rn: RunRecord) -> list[str]:
     """Why two runs' per-sample outcomes are not over exactly the same samples ([] when they are)."""
+    kind = kind_for_report(task)
     pa, pb = rb.per_sample or {}, rn.per_sample or {}
-    ua, ub = _unit_key(task, pa), _unit_key(task, pb)
+    ua, ub = kind.unit_key(pa), kind.unit_key(pb)
     if ua is None or ub is None:
         return [f"the {'baseline' if ua is None else 'new'} record has no per-sample outcomes to pair"]
     if ua != ub:
         return [f"per-sample outcomes of another kind: baseline {ua!r} vs new {ub!r}"]
-    keys = [ua] + (["t2i_rank"] if task == "retrieval" and "t2i_rank" in pa and "t2i_rank" in pb else [])
+    # one key per unit the records hold (retrieval: images and captions)
+    keys, seen = [], set()
+    for k in [ua] + [k for k in pa if k in pb]:
+        unit = (rb.per_sample_units or {}).get(k) or kind.per_sample_units.get(k, k)
+        if unit not in seen and k in pa and k in pb:
+            seen.add(unit)
+            keys.append(k)
     out = []
     for k in keys:
-        ida, idb = _ids_for(rb, k, len(pa[k])), _ids_for(rn, k, len(pb[k]))
+        ida, idb = rb.ids_for(k), rn.ids_for(k)
         if ida is None or idb is None:
+            if k != ua:
+                continue
             out.append(f"the {'baseline' if ida is None else 'new'} record has no sample ids for {k!r}: "
                        f"outcomes cannot be aligned by sample")
             continue
@@ -326,93 +327,11 @@ def match_runs(baseline: list[LoadedRun], new: list[LoadedRun], notes: list[str]
 # ----------------------------------------------------------------------------------- alignment
 
 
-def _unit_key(task: str, ps: dict) -> str | None:
-    for k in UNIT_KEYS.get(task, ()):
-        if k in ps:
-            return k
-    return next(iter(ps), None)
-
-
-def _ids_for(rec: RunRecord, key: str, n: int) -> list[str] | None:
-    ids = (rec.sample_ids or {}).get(key)
-    if ids is not None and len(ids) == n:
-        return [str(i) for i in ids]
-    for k, v in (rec.sample_ids or {}).items():  # any key with the same unit count
-        if len(v) == n and len(rec.per_sample.get(k, ())) == n:
-            return [str(i) for i in v]
-    return None
-
-
 def align_per_sample(task: str, rb: RunRecord, rn: RunRecord) -> tuple[dict, dict, int, int, int]:
-    """Restrict both runs' per-sample data to their shared units, in the baseline's order.
-
-    Returns (per_sample_baseline, per_sample_new, n_baseline, n_new, n_shared). Retrieval
-    caption-level lists (``t2i_rank``, ``t2i_image``) follow their images.
-    """
-    pa, pb = rb.per_sample or {}, rn.per_sample or {}
-    ua, ub = _unit_key(task, pa), _unit_key(task, pb)
-    if ua is None or ub is None or ua != ub:
-        return {}, {}, 0, 0, 0
-    na, nb = len(pa[ua]), len(pb[ub])
-    ids_a, ids_b = _ids_for(rb, ua, na), _ids_for(rn, ub, nb)
-    if ids_a is None or ids_b is None:
-        if na != nb:
-            raise MismatchError(f"cannot pair samples: baseline has {na} and new {nb} units and no sample ids")
-        ids_a = ids_b = [str(i) for i in range(na)]
-    if len(set(ids_a)) != na or len(set(ids_b)) != nb:
-        raise DataError(None, "duplicate sample ids in a run record", field=f"sample_ids.{ua}")
-    pos_b = {s: i for i, s in enumerate(ids_b)}
-    ia = [i for i, s in enumerate(ids_a) if s in pos_b]
-    ib = [pos_b[ids_a[i]] for i in ia]
-    out_a: dict = {}
-    out_b: dict = {}
-    caption_keys = ("t2i_rank", "t2i_image")
-    for k in set(pa) & set(pb):
-        if task == "retrieval" and k in caption_keys:
-            continue
-        va, vb = pa[k], pb[k]
-        if len(va) == na and len(vb) == nb:
-            out_a[k] = [va[i] for i in ia]
-            out_b[k] = [vb[i] for i in ib]
-        elif va == vb:  # run-level constants (e.g. n_classes)
-            out_a[k], out_b[k] = va, vb
-    if task == "retrieval" and "t2i_rank" in pa and "t2i_rank" in pb:
-        _align_captions(rb, rn, ids_a, ids_b, ia, ib, out_a, out_b)
-    return out_a, out_b, na, nb, len(ia)
-
-
-def _caption_images(rec: RunRecord, n_img: int) -> list[int]:
-    ps = rec.per_sample
-    if "t2i_image" in ps:
-        return [int(x) for x in ps["t2i_image"]]
-    n_txt = len(ps["t2i_rank"])
-    if n_img and n_txt % n_img == 0:
-        per = n_txt // n_img
-        return [j // per for j in range(n_txt)]
-    raise MismatchError(f"retrieval record has {n_img} images and {n_txt} captions but no 't2i_image' index")
-
-
-def _align_captions(rb, rn, ids_a, ids_b, ia, ib, out_a, out_b) -> None:
-    img_a, img_b = _caption_images(rb, len(ids_a)), _caption_images(rn, len(ids_b))
-    tid_a = _ids_for(rb, "t2i_rank", len(img_a)) or [str(j) for j in range(len(img_a))]
-    tid_b = _ids_for(rn, "t2i_rank", len(img_b)) or [str(j) for j in range(len(img_b))]
-    new_index_a = {old: new for new, old in enumerate(ia)}
-    new_index_b = {old: new for new, old in enumerate(ib)}
-    pos_b = {s: j for j, s in enumerate(tid_b)}
-    ra, rbk, ta, tb = [], [], [], []
-    for j, s in enumerate(tid_a):
-        jb = pos_b.get(s)
-        if jb is None or img_a[j] not in new_index_a or img_b[jb] not in new_index_b:
-            continue
-        if ids_a[img_a[j]] != ids_b[img_b[jb]]:
-            raise MismatchError(f"caption {s!r} belongs to image {ids_a[img_a[j]]!r} in the baseline but to "
-                                f"{ids_b[img_b[jb]]!r} in the new run")
-        ra.append(rb.per_sample["t2i_rank"][j])
-        rbk.append(rn.per_sample["t2i_rank"][jb])
-        ta.append(new_index_a[img_a[j]])
-        tb.append(new_index_b[img_b[jb]])
-    out_a["t2i_rank"], out_b["t2i_rank"] = ra, rbk
-    out_a["t2i_image"], out_b["t2i_image"] = ta, tb
+    """Restrict both runs' per-sample data to their shared units, in the baseline's order (the task
+    kind's ``align``). Returns (per_sample_baseline, per_sample_new, n_baseline, n_new, n_shared)."""
+    return kind_for_report(task).align(rb.per_sample or {}, rb.sample_ids or {}, rn.per_sample or {},
+                                       rn.sample_ids or {})
 
 
 # ----------------------------------------------------------------------------------- comparing
@@ -426,8 +345,14 @@ def _num(v) -> float | None:
 
 
 def _metric_order(task: str, names) -> list[str]:
-    head = [m for m in HEADLINE.get(task, []) if m in names]
-    return head + sorted(n for n in names if n not in head)
+    return kind_for_report(task).order_metrics(names)
+
+
+def higher_is_better(record: RunRecord, metric: str) -> bool:
+    """The metric's direction: the task kind's declaration, else what the record declares (a model's
+    extra metrics, ``details.extra_metric_info``)."""
+    declared = (record.details or {}).get("extra_metric_info") or {}
+    return kind_for_report(record.task).metric_info(metric, declared).higher_is_better
 
 
 def compare_pair(pair: RunPair, *, n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95) -> None:
@@ -451,7 +376,7 @@ def compare_pair(pair: RunPair, *, n_resamples: int = 1000, seed: int = 0, confi
         tests = paired_tests(task, both, psa, psb, n_resamples=n_resamples, seed=seed, confidence=confidence)
     for m in order:
         b, n = _num(rb.metrics.get(m)), _num(rn.metrics.get(m))
-        row = MetricRow(m, b, n, None if b is None or n is None else n - b, higher_is_better=not lower_is_better(m))
+        row = MetricRow(m, b, n, None if b is None or n is None else n - b, higher_is_better=higher_is_better(rn, m))
         res = tests.get(m)
         if b is None or n is None:
             row.note = "missing in the " + ("baseline" if b is None else "new run")

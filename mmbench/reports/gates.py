@@ -14,7 +14,9 @@ then the condition. Every condition has a terse and a plain-English spelling::
 Metric names match ignoring case, spaces, dots, dashes and underscores ("t2i R@1" is
 ``t2i.R@1``, "bleu 4" is ``Bleu_4``). A drop is measured in the metric's own units
 ("points" for R@K and accuracies, which mmbench stores in percent); ``%`` makes it
-relative to the baseline value. For medr / meanr lower is better, so a drop there is a rise.
+relative to the baseline value. Each metric's direction comes from its task kind (or, for a
+model's own extra metrics, from the direction the model declared): where lower is better
+(medr, meanr, ECE) a drop is a rise.
 A significance gate fails when the new run is worse and the paired-bootstrap p-value
 (two-sided, over the shared samples) is below the level (default 0.05).
 
@@ -56,11 +58,6 @@ RULE_HELP = ("METRIC drop<=X[%] | METRIC no-sig-drop [p<A] | METRIC >= X | METRI
 def canonical(name: str) -> str:
     """The form metric names are matched in: lower case, no spaces, dots, dashes or underscores."""
     return re.sub(r"[\s._\-]", "", str(name)).lower()
-
-
-def lower_is_better(metric: str) -> bool:
-    c = canonical(metric)
-    return c.endswith("medr") or c.endswith("meanr")
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ import math
 import re
 
 from mmbench.records import RunRecord
-from mmbench.reports.gates import lower_is_better
 from mmbench.reports.leaderboard import RESULT_COLUMN, Table, build_tables, failed_text, fmt, hidden_text, note_text
 
 _CSS = """
@@ -179,7 +178,7 @@ def _table_html(t: Table, idx: int) -> str:
     out = [f'<table class="lb" id="{_anchor(t, idx)}-table"><thead><tr>',
            '<th data-type="text" data-first="ascending"><button type="button">plugin</button></th>']
     for c in t.columns:
-        first = "ascending" if lower_is_better(c) else "descending"
+        first = "descending" if t.higher_is_better(c) else "ascending"
         out.append(f'<th data-first="{first}" data-metric="{_e(c)}"><button type="button">{_e(c)}</button></th>')
     if not t.columns:  # every run failed: one result column, so the failure cells line up with a header
         out.append(f"<th>{_e(RESULT_COLUMN)}</th>")
@@ -224,7 +223,7 @@ def _plot(t: Table, col: str) -> str:
     height = top + row_h * len(rows) + 22
     width = label_w + plot_w + 50
     x = lambda u: label_w + plot_w * (u - lo_d) / (hi_d - lo_d)  # noqa: E731
-    parts = [f'<figure><figcaption>{_e(col)}{" (lower is better)" if lower_is_better(col) else ""}</figcaption>'
+    parts = [f'<figure><figcaption>{_e(col)}{"" if t.higher_is_better(col) else " (lower is better)"}</figcaption>'
              f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
              f'aria-label="{_e(col)} across plugins">']
     base = top + row_h * len(rows)

@@ -27,14 +27,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from mmbench.records import RunRecord
-
-HEADLINE = {
-    "retrieval": ["i2t.R@1", "i2t.R@5", "i2t.R@10", "t2i.R@1", "t2i.R@5", "t2i.R@10", "rsum"],
-    "captioning": ["Bleu_1", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr", "SPICE"],
-    "grounding": ["acc@0.5", "P@1", "P@5", "P@10"],
-    "classification": ["accuracy", "f1_macro", "f1_weighted"],
-}
-MAIN = {"retrieval": "rsum", "captioning": "CIDEr", "grounding": "acc@0.5", "classification": "accuracy"}
+from mmbench.tasks import kind_for_report
+from mmbench.tasks.base import MetricInfo
 
 #: the column a table shows when it has no metric column (every run failed)
 RESULT_COLUMN = "result"
@@ -51,6 +45,10 @@ class Table:
     rows: list[dict]  # {"plugin", "status", "error", metric: value, "ci": {metric: [lo, hi]}, "published", "notes"}
     notes: list[dict] = field(default_factory=list)  # {"text", "plugins": [...], "all": bool}
     hidden: int = 0  # older re-runs not shown (``all_runs=False``)
+    metric_info: dict = field(default_factory=dict)  # column -> {"higher_is_better", "unit"} (task kind / record)
+
+    def higher_is_better(self, column: str) -> bool:
+        return bool(self.metric_info.get(column, {}).get("higher_is_better", True))
 
     @property
     def title(self) -> str:
@@ -168,17 +166,22 @@ def build_tables(recs: list[RunRecord], all_runs: bool = False) -> list[Table]:
                    "n_samples": r.dataset.get("n_samples"), "notes": record_notes(r)}
             row.update({c: r.metrics.get(c) for c in cols})
             rows.append(row)
-        main = MAIN.get(task)
-        key_col = main if main in cols else (cols[0] if cols else None)
+        kind = kind_for_report(task)
+        main = MetricInfo(kind.main) if kind.main else None
+        key_col = next((c for c in cols if main and main.matches(c)), cols[0] if cols else None)
+        declared = {k: v for r in rs for k, v in ((r.details or {}).get("extra_metric_info") or {}).items()}
+        sign = -1.0 if key_col is None or kind.metric_info(key_col, declared).higher_is_better else 1.0
 
         def sort_key(row):
             v = row.get(key_col) if key_col else None
-            return (row["status"] != "ok", -(v if isinstance(v, (int, float)) else float("-inf")))
+            ok = isinstance(v, (int, float)) and v == v
+            return (row["status"] != "ok", not ok, sign * v if ok else 0.0)
 
         rows.sort(key=sort_key)
         fps = sorted({r.dataset.get("fingerprint", "") for r in rs} - {""})
         tables.append(Table(task, ds, split, proto, ",".join(fps), cols, rows, _table_notes(rows),
-                            hidden.get((task, ds, split, proto), 0)))
+                            hidden.get((task, ds, split, proto), 0),
+                            {c: kind.metric_info(c, declared).to_dict() for c in cols}))
     return tables
 
 
@@ -194,18 +197,10 @@ def _table_notes(rows: list[dict]) -> list[dict]:
 
 
 def _columns(task: str, recs: list[RunRecord]) -> list[str]:
-    present = OrderedDict()
-    for r in recs:
-        for k in r.metrics:
-            present[k] = True
-    cols = [c for c in HEADLINE.get(task, []) if c in present]
-    # metrics a model adds itself (e.g. TMC's ECE) follow the task's headline metrics
-    cols += list(OrderedDict.fromkeys(m for r in recs for m in r.details.get("extra_metrics", []) if m in present))
-    if task == "grounding":  # acc@<threshold> may use another threshold
-        cols = [c for c in present if c.startswith("acc@")] + [c for c in cols if not c.startswith("acc@")]
-    if not cols:
-        cols = list(present)
-    return list(OrderedDict.fromkeys(cols))
+    """The task kind's headline metrics present in the runs, then metrics a model adds itself (e.g. TMC's ECE)."""
+    present = list(OrderedDict.fromkeys(k for r in recs for k in r.metrics))
+    extra = list(OrderedDict.fromkeys(m for r in recs for m in r.details.get("extra_metrics", [])))
+    return kind_for_report(task).columns(present, extra)
 
 
 # ----------------------------------------------------------------------------------- text pieces
@@ -324,8 +319,8 @@ def to_csv(tables: list[Table]) -> str:
 
 def to_json(tables: list[Table]) -> list[dict]:
     return [{"task": t.task, "dataset": t.dataset, "split": t.split, "protocol": t.protocol,
-             "fingerprint": t.fingerprint, "columns": t.columns, "rows": t.rows, "notes": t.notes,
-             "hidden_reruns": t.hidden} for t in tables]
+             "fingerprint": t.fingerprint, "columns": t.columns, "metric_info": t.metric_info, "rows": t.rows,
+             "notes": t.notes, "hidden_reruns": t.hidden} for t in tables]
 
 
 def to_rich(tables: list[Table]):

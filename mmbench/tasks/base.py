@@ -237,3 +237,197 @@ def check_shape(arr: np.ndarray, shape: tuple, *, what: str, plugin: str = "") -
         n = int((~np.isfinite(arr)).sum())
         raise PluginError(f"{plugin or 'plugin'}: {what} contains {n} NaN/inf value(s)")
     return arr
+
+
+# --------------------------------------------------------------------------- the task-kind contract
+
+#: how a metric's numbers read: ``percent`` (0..100, R@K, accuracy), ``fraction`` (0..1, BLEU, METEOR),
+#: ``x10`` (0..10, CIDEr-D as pycocoevalcap reports it), ``rank`` (1-based ranks: medr, meanr),
+#: ``count`` and ``score`` (anything else)
+UNITS = ("percent", "fraction", "x10", "rank", "count", "score")
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """What a metric means: its direction and unit. ``name`` may be a glob (``acc@*``)."""
+
+    name: str
+    higher_is_better: bool = True
+    unit: str = "percent"
+    help: str = ""
+
+    def __post_init__(self):
+        if self.unit not in UNITS:
+            raise PluginError(f"metric {self.name!r}: unit {self.unit!r} is not one of {', '.join(UNITS)}")
+
+    def matches(self, metric: str) -> bool:
+        import fnmatch
+
+        return fnmatch.fnmatchcase(metric, self.name) if any(c in self.name for c in "*?[") else metric == self.name
+
+    def to_dict(self) -> dict:
+        return {"higher_is_better": self.higher_is_better, "unit": self.unit}
+
+    @classmethod
+    def from_dict(cls, name: str, d: Any) -> "MetricInfo":
+        d = d if isinstance(d, dict) else {}
+        unit = d.get("unit") if d.get("unit") in UNITS else "score"
+        return cls(name, higher_is_better=bool(d.get("higher_is_better", True)), unit=unit)
+
+
+class TaskKind:
+    """Everything mmbench knows about one task kind, in one object (one per ``tasks/<kind>.py``).
+
+    Every other module (runner, bootstrap, leaderboard, compare, gates, HTML, the conformance
+    kit, the scaffold, ``mmbench score``) asks the kind instead of keeping a table per task.
+    A third party adds a kind by returning an instance from the ``mmbench_task_kinds`` hook.
+
+    Subclasses set the class attributes and implement :meth:`evaluate`, :meth:`n_samples`
+    and :meth:`unit_stats` / :meth:`compute` (the metrics' one definition, usually delegated
+    to ``mmbench.metrics.<kind>``); the rest has working defaults.
+    """
+
+    #: the kind's name, as in ``ModelSpec.task``
+    name: str = ""
+    description: str = ""
+    #: the data object a dataset adapter returns for this kind
+    data_type: type = object
+    #: what a model receives per sample (a :class:`ModelInput` subclass), when it is not plain items
+    input_type: type | None = None
+    #: the model protocol (a ``typing.Protocol``) and its one-line summary (docs, scaffold)
+    protocol: type | None = None
+    protocol_summary: str = ""
+    #: typed task options (``--task-option``)
+    options: tuple[TaskOption, ...] = ()
+    #: every metric the kind reports, with direction and unit; headline columns; the main (sort) metric
+    metrics: tuple[MetricInfo, ...] = ()
+    headline: tuple[str, ...] = ()
+    main: str = ""
+    #: input forms only this kind may accept (beyond image_file / image / regions)
+    extra_forms: tuple[str, ...] = ()
+    #: per-sample key -> the unit whose ids name its entries (stored once per unit in a record)
+    per_sample_units: dict[str, str] = {}
+    #: the resampling unit of the bootstrap and of paired tests
+    unit: str = "sample"
+    #: ``details`` fields that change what a metric means: runs that differ in one are not compared
+    conventions: tuple[str, ...] = ()
+    #: batch size of the evaluate loop when neither the user nor the model gives one
+    default_batch_size: int = 32
+    #: the scaffold (``mmbench new-plugin``): what the generated model does, and its template file
+    scaffold_description: str = ""
+    scaffold_template: str = ""
+
+    # ---------------------------------------------------------------- evaluation
+    def evaluate(self, model: Any, data: Any, *, batch_size: int | None = None, show_progress: bool = True,
+                 name: str = "", **options: Any) -> TaskResult:
+        raise NotImplementedError
+
+    def n_samples(self, data: Any) -> int:
+        for attr in ("samples", "images"):
+            if hasattr(data, attr):
+                return len(getattr(data, attr))
+        return 0
+
+    def parse_options(self, given: dict[str, Any]) -> dict[str, Any]:
+        return parse_task_options(given, self.options, self.name)
+
+    # ---------------------------------------------------------------- metrics: one definition
+    def unit_stats(self, per_sample: dict) -> tuple[int, Any]:
+        """(number of resampling units, the per-unit sufficient statistics) from a record's per_sample."""
+        raise NotImplementedError
+
+    def compute(self, stats: Any, weights: Any = None) -> dict[str, float]:
+        """Every recomputable corpus metric from the statistics, each unit counted ``weights[i]`` times
+        (None: once). The evaluate loop's values are ``compute(stats)``; the bootstrap resamples weights."""
+        raise NotImplementedError
+
+    def canonical_metric(self, metric: str) -> str:
+        """The key ``metric`` has in :meth:`compute`'s output (e.g. grounding's ``acc@0.5`` is ``acc``)."""
+        return metric
+
+    def metric_info(self, metric: str, declared: dict | None = None) -> MetricInfo:
+        """Direction and unit of ``metric``: the kind's declaration, else one a record carries
+        (``declared``: name -> {higher_is_better, unit}, e.g. a model's extra metrics)."""
+        for m in self.metrics:
+            if m.matches(metric):
+                return m
+        if declared and metric in declared:
+            return MetricInfo.from_dict(metric, declared[metric])
+        return MetricInfo(metric, unit="score")
+
+    def columns(self, present: list[str], extra: list[str] = ()) -> list[str]:
+        """Leaderboard columns: the headline metrics present (globs expanded), then a model's extras."""
+        cols: list[str] = []
+        for h in self.headline:
+            info = MetricInfo(h)
+            cols += [m for m in present if info.matches(m) and m not in cols]
+        cols += [m for m in extra if m in present and m not in cols]
+        return cols or list(dict.fromkeys(present))
+
+    def order_metrics(self, names) -> list[str]:
+        head = [m for m in self.columns(list(names)) if m in names] if self.headline else []
+        return head + sorted(n for n in names if n not in head)
+
+    # ---------------------------------------------------------------- paired comparisons
+    def unit_key(self, per_sample: dict) -> str | None:
+        """The per-sample key whose entries are the resampling units (first one present)."""
+        for k, u in self.per_sample_units.items():
+            if u == self.unit and k in per_sample:
+                return k
+        return next(iter(per_sample), None)
+
+    def align(self, ps_a: dict, ids_a: dict, ps_b: dict, ids_b: dict) -> tuple[dict, dict, int, int, int]:
+        """Both runs' per-sample data restricted to their shared units, in the first run's order.
+
+        ``ids_*``: unit -> sample ids. Returns (per_sample_a, per_sample_b, n_a, n_b, n_shared).
+        The default pairs every key of the resampling unit by id and keeps run-level constants;
+        kinds with a second unit (retrieval's captions) override it.
+        """
+        from mmbench.errors import DataError, MismatchError
+
+        ua, ub = self.unit_key(ps_a), self.unit_key(ps_b)
+        if ua is None or ub is None or ua != ub:
+            return {}, {}, 0, 0, 0
+        na, nb = len(ps_a[ua]), len(ps_b[ub])
+        unit = self.per_sample_units.get(ua, ua)
+        a, b = ids_a.get(unit), ids_b.get(unit)
+        if a is None or b is None or len(a) != na or len(b) != nb:
+            if na != nb:
+                raise MismatchError(f"cannot pair samples: baseline has {na} and new {nb} units and no sample ids")
+            a = b = [str(i) for i in range(na)]
+        a, b = [str(x) for x in a], [str(x) for x in b]
+        if len(set(a)) != na or len(set(b)) != nb:
+            raise DataError(None, "duplicate sample ids in a run record", field=f"sample_ids.{unit}")
+        pos_b = {s: i for i, s in enumerate(b)}
+        ia = [i for i, s in enumerate(a) if s in pos_b]
+        ib = [pos_b[a[i]] for i in ia]
+        out_a: dict = {}
+        out_b: dict = {}
+        for k in set(ps_a) & set(ps_b):
+            if self.per_sample_units.get(k, unit) != unit:
+                continue
+            va, vb = ps_a[k], ps_b[k]
+            if len(va) == na and len(vb) == nb:
+                out_a[k] = [va[i] for i in ia]
+                out_b[k] = [vb[i] for i in ib]
+            elif va == vb:  # run-level constants (e.g. n_classes)
+                out_a[k], out_b[k] = va, vb
+        return out_a, out_b, na, nb, len(ia)
+
+    # ---------------------------------------------------------------- conformance kit
+    def conformance(self, kit: Any, model: Any, data: Any) -> None:
+        """The kind's checks of a model (``methods``, ``outputs``, ``deterministic``, ...), run through
+        ``kit`` (:class:`mmbench.tasks.checks.Kit`). The default checks only that evaluate runs."""
+        kit.check_evaluate(self, model, data)
+
+    def probe(self, a: Any, b: Any, data: Any, n: int) -> tuple[list[str], list, list]:
+        """(names, outputs of model a, outputs of model b) of the kind's model calls on ``n`` items:
+        the ``seeded`` check compares two models built with one seed through this."""
+        return [], [], []
+
+    def limit(self, data: Any, n: int) -> Any:
+        """The first ``n`` units of ``data`` (the kit checks on a few)."""
+        return data
+
+    def __repr__(self) -> str:
+        return f"<TaskKind {self.name}>"

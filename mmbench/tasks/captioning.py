@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from mmbench.errors import DataError, PluginError
+from mmbench.metrics import captioning as M
 from mmbench.metrics.captioning import caption_scores
-from mmbench.tasks.base import DatasetMeta, ImageItem, TaskOption, TaskResult, batched, progress_bar, timed
+from mmbench.tasks.base import DatasetMeta, ImageItem, MetricInfo, TaskKind, TaskOption, TaskResult, batched, \
+    progress_bar, timed
 
 OPTIONS = (
     TaskOption("tokenizer", str, "python", "python (Java-free PTB equivalent, default), ptb (the Java reference) "
@@ -40,7 +42,7 @@ class Captioner(Protocol):
     def generate(self, images: list[ImageItem]) -> list[str]: ...
 
 
-def evaluate(model: Any, data: CaptioningData, *, batch_size: int = 32, show_progress: bool = True,
+def evaluate(model: Any, data: CaptioningData, *, batch_size: int | None = 32, show_progress: bool = True,
              name: str = "", tokenizer: str = "python") -> TaskResult:
     """Caption every image, then score with pycocoevalcap's scorers.
 
@@ -48,6 +50,7 @@ def evaluate(model: Any, data: CaptioningData, *, batch_size: int = 32, show_pro
     val2017 captions), "ptb" (the Java reference) or "whitespace".
     """
     timings: dict[str, float] = {}
+    batch_size = batch_size or 32
     preds: list[str] = []
     with timed(timings, "generate"), progress_bar("caption images", len(data.images), show_progress) as adv:
         for chunk in batched(data.images, batch_size):
@@ -67,10 +70,93 @@ def evaluate(model: Any, data: CaptioningData, *, batch_size: int = 32, show_pro
         sc = caption_scores(dict(zip(ids, data.references)), dict(zip(ids, preds)), tokenizer=tokenizer)
     order = sc["ids"]
     return TaskResult(
-        metrics=sc["metrics"], per_sample=sc["per_image"], sample_ids={k: order for k in sc["per_image"]},
+        metrics=sc["metrics"], per_sample=sc["per_image"], sample_ids={"image": order},
         details={"unavailable": sc["unavailable"], "tokenizer": tokenizer, "n_images": len(ids),
                  "bootstrap_unit": "image (BLEU from per-image sufficient statistics; CIDEr document "
                                    "frequencies fixed to the full evaluated reference set)",
                  "predictions": [{"image_id": i, "caption": c} for i, c in zip(ids, preds)]},
         timings=timings,
     )
+
+
+class Captioning(TaskKind):
+    """Image captioning: BLEU-1..4, METEOR, ROUGE-L, CIDEr-D with pycocoevalcap's numbers."""
+
+    name = "captioning"
+    description = "image captioning: one caption per image, scored against its reference captions"
+    data_type = CaptioningData
+    protocol = Captioner
+    protocol_summary = "generate(images) -> one caption (str) per image"
+    options = OPTIONS
+    metrics = tuple(MetricInfo(f"Bleu_{n}", unit="fraction", help=f"corpus BLEU-{n}") for n in range(1, 5)) + (
+        MetricInfo("METEOR", unit="fraction", help="METEOR 1.5 (the official jar)"),
+        MetricInfo("ROUGE_L", unit="fraction", help="ROUGE-L F (beta 1.2), mean over images"),
+        MetricInfo("CIDEr", unit="x10", help="CIDEr-D, mean over images, pycocoevalcap's x10 scale"),
+        MetricInfo("SPICE", unit="fraction", help="SPICE (needs CoreNLP; reported unavailable offline)"),
+    )
+    headline = ("Bleu_1", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr", "SPICE")
+    main = "CIDEr"
+    per_sample_units = {k: "image" for k in ("CIDEr", "ROUGE_L", "METEOR", "SPICE", "bleu_stats", "Bleu_4",
+                                             "Bleu_1", "Bleu_2", "Bleu_3")}
+    unit = "image"
+    conventions = ("tokenizer",)
+    default_batch_size = 32
+    scaffold_description = "Scaffolded captioner (names the dominant palette colours)."
+    scaffold_template = "captioning"
+
+    def evaluate(self, model, data, *, batch_size=None, show_progress=True, name="", **options):
+        return evaluate(model, data, batch_size=batch_size or self.default_batch_size, show_progress=show_progress,
+                        name=name, **options)
+
+    def n_samples(self, data) -> int:
+        return len(data.images)
+
+    def unit_stats(self, per_sample):
+        return M.unit_stats(per_sample)
+
+    def compute(self, stats, weights=None):
+        return M.compute(stats, weights)
+
+    def limit(self, data, n):
+        return CaptioningData(images=list(data.images[:n]), references=list(data.references[:n]), meta=data.meta)
+
+    def probe(self, a, b, data, n):
+        ims = list(data.images[:n])
+        ca, cb = a.generate(ims), b.generate(ims)
+        return [f"generate() image {i}" for i in range(len(ims))], list(ca), list(cb)
+
+    def conformance(self, kit, model, data):
+        with kit.check("methods", fatal=True):
+            assert callable(getattr(model, "generate", None)), "captioning model has no callable generate()"
+        images = list(data.images[:kit.batch])
+
+        def gen(items):
+            out = model.generate(items)
+            assert isinstance(out, (list, tuple)), f"generate() returned {type(out).__name__}, expected a list of str"
+            out = list(out)
+            assert len(out) == len(items), f"generate() returned {len(out)} captions for {len(items)} images"
+            bad = [type(x).__name__ for x in out if not isinstance(x, str)]
+            assert not bad, f"generate() returned non-string captions (first: {bad[0]})"
+            return out
+
+        with kit.check("outputs", fatal=True):
+            caps = gen(images)
+            empty = [i for i, x in enumerate(caps) if not x.strip()]
+            assert not empty, f"generate() returned {len(empty)} empty caption(s) (first at index {empty[0]})"
+        with kit.check("deterministic"):
+            again = gen(images)
+            diff = [i for i, (x, y) in enumerate(zip(caps, again)) if x != y]
+            assert not diff, (f"generate() called twice differs at index {diff[0]}: {caps[diff[0]]!r} vs "
+                              f"{again[diff[0]]!r}")
+        with kit.check("batch-invariant"):
+            one = [gen([x])[0] for x in images]
+            diff = [i for i, (x, y) in enumerate(zip(caps, one)) if x != y]
+            assert not diff, (f"generate(): batch of {len(images)} vs batches of 1 differ at index {diff[0]}: "
+                              f"{caps[diff[0]]!r} vs {one[diff[0]]!r}")
+        with kit.check("empty-batch"):
+            kit.raises_or_empty(model.generate, [], "generate([])", kit.empty_list)
+        kit.wrong_form(images[0], lambda item: model.generate([item]), "generate()")
+        # no ``evaluate`` check: METEOR needs Java (the eval itself is exercised by the kit's ``run`` check)
+
+
+KIND = Captioning()

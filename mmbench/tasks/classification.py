@@ -16,9 +16,10 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from mmbench.errors import DataError
+from mmbench.metrics import classification as M
 from mmbench.metrics.classification import classification_metrics
-from mmbench.tasks.base import DatasetMeta, ImageItem, ModelInput, TaskResult, as_numpy, batched, \
-    check_shape, progress_bar, timed
+from mmbench.tasks.base import DatasetMeta, ImageItem, MetricInfo, ModelInput, TaskKind, TaskResult, as_numpy, \
+    batched, check_shape, progress_bar, timed
 
 
 class ClassificationInput(ModelInput):
@@ -70,9 +71,10 @@ class Classifier(Protocol):
     def predict_proba(self, inputs: list[ClassificationInput]) -> Any: ...
 
 
-def evaluate(model: Any, data: ClassificationData, *, batch_size: int = 256, show_progress: bool = True,
+def evaluate(model: Any, data: ClassificationData, *, batch_size: int | None = 256, show_progress: bool = True,
              name: str = "") -> TaskResult:
     timings: dict[str, float] = {}
+    batch_size = batch_size or 256
     scores = []
     n_cls = len(data.classes)
     with timed(timings, "predict"), progress_bar("classify", len(data.samples), show_progress) as adv:
@@ -90,8 +92,87 @@ def evaluate(model: Any, data: ClassificationData, *, batch_size: int = 256, sho
         metrics=res["metrics"], per_sample={"correct": (pred == y).astype(int).tolist(),
                                             "pred": pred.tolist(), "label": y.tolist(),
                                             "n_classes": [n_cls] * len(y)},
-        sample_ids={k: [s.id for s in data.samples] for k in ("correct", "pred", "label", "n_classes")},
+        sample_ids={"sample": [s.id for s in data.samples]},
         details={"classes": data.classes, "per_class": res["per_class"],
                  "confusion_matrix": res["confusion_matrix"], "n_samples": len(y)},
         timings=timings, extra={"scores": scores_arr},
     )
+
+
+class Classification(TaskKind):
+    """Image+text classification: accuracy, macro and weighted F1 (scikit-learn's definitions)."""
+
+    name = "classification"
+    description = "image+text classification (MVSA-style sentiment and the like)"
+    data_type = ClassificationData
+    input_type = ClassificationInput
+    protocol = Classifier
+    protocol_summary = "predict_proba(inputs) -> (B, C) class scores; optional fit(train, val)"
+    options = OPTIONS
+    metrics = (MetricInfo("accuracy"), MetricInfo("f1_macro", help="macro-averaged F1"),
+               MetricInfo("f1_weighted", help="support-weighted F1"))
+    headline = ("accuracy", "f1_macro", "f1_weighted")
+    main = "accuracy"
+    extra_forms = ("text_only",)
+    per_sample_units = {k: "sample" for k in ("label", "pred", "correct", "n_classes")}
+    unit = "sample"
+    default_batch_size = 256
+    scaffold_description = "Scaffolded classifier (nearest class-mean colour histogram)."
+    scaffold_template = "classification"
+
+    def evaluate(self, model, data, *, batch_size=None, show_progress=True, name="", **options):
+        return evaluate(model, data, batch_size=batch_size or self.default_batch_size, show_progress=show_progress,
+                        name=name, **options)
+
+    def n_samples(self, data) -> int:
+        return len(data.samples)
+
+    def unit_stats(self, per_sample):
+        return M.unit_stats(per_sample)
+
+    def compute(self, stats, weights=None):
+        return M.compute(stats, weights)
+
+    def limit(self, data, n):
+        return ClassificationData(samples=list(data.samples[:n]), classes=list(data.classes), meta=data.meta,
+                                  unlabelled=list(data.unlabelled[:n]))
+
+    def probe(self, a, b, data, n):
+        from mmbench.tasks.checks import _as_array
+
+        inputs = [s.input_view() for s in data.samples[:n]]
+        return ["predict_proba()"], [_as_array(a.predict_proba(inputs), "scores")], \
+            [_as_array(b.predict_proba(inputs), "scores")]
+
+    def conformance(self, kit, model, data):
+        with kit.check("methods", fatal=True):
+            assert callable(getattr(model, "predict_proba", None)), \
+                "classification model has no callable predict_proba()"
+        samples = [s.input_view() for s in data.samples[:kit.batch]]
+        n_cls = len(data.classes)
+        with kit.check("inputs-only", fatal=True):
+            kit.inputs_only(lambda: model.predict_proba(samples), "predict_proba()")
+
+        def proba(items):
+            return kit.numeric(model.predict_proba(items), "predict_proba() output", (len(items), n_cls))
+
+        with kit.check("outputs", fatal=True):
+            p = proba(samples)
+        with kit.check("deterministic"):
+            kit.same(p, proba(samples), "predict_proba() called twice", exact=True)
+        with kit.check("batch-invariant"):
+            p1 = np.concatenate([proba([s]) for s in samples])
+            kit.same(p, p1, f"predict_proba(): batch of {len(samples)} vs batches of 1")
+        with kit.check("empty-batch"):
+            kit.raises_or_empty(model.predict_proba, [], "predict_proba([])", kit.empty_array("C"))
+        s0 = samples[0]
+        if "text_only" in kit.accepts and not ({"image", "image_file", "regions"} & set(kit.accepts)):
+            with kit.check("wrong-input-form"):
+                raise kit.Skip("text-only model: images are not an input form it reads")
+        else:
+            kit.wrong_form(s0.image, lambda item: model.predict_proba([ClassificationInput(s0.id, s0.text, item)]),
+                           "predict_proba()")
+        kit.check_evaluate(self, model, data)
+
+
+KIND = Classification()

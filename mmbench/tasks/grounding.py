@@ -16,9 +16,10 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from mmbench.errors import DataError, PluginError
-from mmbench.metrics.grounding import BOX_FORMATS, grounding_metrics, to_xyxy
-from mmbench.tasks.base import DatasetMeta, ImageItem, ModelInput, TaskOption, TaskResult, as_numpy, batched, \
-    progress_bar, timed
+from mmbench.metrics import grounding as M
+from mmbench.metrics.grounding import BOX_FORMATS, box_problems, grounding_metrics, to_xyxy
+from mmbench.tasks.base import DatasetMeta, ImageItem, MetricInfo, ModelInput, TaskKind, TaskOption, TaskResult, \
+    as_numpy, batched, progress_bar, timed
 
 OPTIONS = (
     TaskOption("threshold", float, 0.5, "IoU a hit needs, in (0, 1] (default 0.5)", low=0.0, high=1.0),
@@ -68,13 +69,14 @@ class Grounder(Protocol):
     def predict(self, inputs: list[GroundingInput]) -> list: ...
 
 
-def evaluate(model: Any, data: GroundingData, *, batch_size: int = 32, show_progress: bool = True,
+def evaluate(model: Any, data: GroundingData, *, batch_size: int | None = 32, show_progress: bool = True,
              name: str = "", threshold: float = 0.5, convention: str = "continuous") -> TaskResult:
     fmt = getattr(model, "box_format", "xyxy")
     normalized = bool(getattr(model, "box_normalized", False))
     if fmt not in BOX_FORMATS:
         raise PluginError(f"{name}: box_format {fmt!r} is not one of {', '.join(BOX_FORMATS)}")
     timings: dict[str, float] = {}
+    batch_size = batch_size or 32
     preds: list[np.ndarray] = []
     with timed(timings, "predict"), progress_bar("ground expressions", len(data.samples), show_progress) as adv:
         for chunk in batched(data.samples, batch_size):
@@ -95,9 +97,106 @@ def evaluate(model: Any, data: GroundingData, *, batch_size: int = 32, show_prog
                                 convention=convention, sizes=[s.image.size for s in data.samples])
     return TaskResult(
         metrics=res["metrics"], per_sample={"hit": res["hit"], "hit_rank": res["hit_rank"]},
-        sample_ids={k: [s.id for s in data.samples] for k in ("hit", "hit_rank")},
+        sample_ids={"sample": [s.id for s in data.samples]},
         details={"box_format": fmt, "box_normalized": normalized, "iou_convention": convention,
                  "threshold": threshold, "invalid_boxes": res["invalid"],
                  "invalid_reasons": res["invalid_reasons"], "n_samples": len(data.samples)},
         timings=timings,
     )
+
+
+class Grounding(TaskKind):
+    """Referring-expression grounding: top-1 accuracy at an IoU threshold and Precision@K."""
+
+    name = "grounding"
+    description = "visual grounding: (image, referring expression) -> ranked boxes"
+    data_type = GroundingData
+    input_type = GroundingInput
+    protocol = Grounder
+    protocol_summary = "predict(inputs) -> ranked (K, 4) boxes per input, with box_format and box_normalized"
+    options = OPTIONS
+    metrics = (MetricInfo("acc@*", help="top-1 box with IoU >= threshold"),
+               MetricInfo("P@*", help="a hit among the top K boxes"))
+    headline = ("acc@*", "P@1", "P@5", "P@10")
+    main = "acc@*"
+    per_sample_units = {"hit": "sample", "hit_rank": "sample"}
+    unit = "sample"
+    conventions = ("iou_convention", "threshold")
+    default_batch_size = 32
+    scaffold_description = "Scaffolded grounder (boxes the pixels of the named colour)."
+    scaffold_template = "grounding"
+
+    def evaluate(self, model, data, *, batch_size=None, show_progress=True, name="", **options):
+        return evaluate(model, data, batch_size=batch_size or self.default_batch_size, show_progress=show_progress,
+                        name=name, **options)
+
+    def n_samples(self, data) -> int:
+        return len(data.samples)
+
+    def unit_stats(self, per_sample):
+        return M.unit_stats(per_sample)
+
+    def compute(self, stats, weights=None):
+        return M.compute(stats, weights)
+
+    def canonical_metric(self, metric: str) -> str:
+        return "acc" if metric.startswith("acc@") else metric
+
+    def limit(self, data, n):
+        return GroundingData(samples=list(data.samples[:n]), meta=data.meta)
+
+    def probe(self, a, b, data, n):
+        from mmbench.tasks.checks import _as_array
+
+        inputs = [s.input_view() for s in data.samples[:n]]
+        pa, pb = a.predict(inputs), b.predict(inputs)
+        return ([f"predict() sample {x.id!r}" for x in inputs], [_as_array(x, "boxes") for x in pa],
+                [_as_array(x, "boxes") for x in pb])
+
+    def conformance(self, kit, model, data):
+        with kit.check("methods", fatal=True):
+            assert callable(getattr(model, "predict", None)), "grounding model has no callable predict()"
+            fmt = getattr(model, "box_format", "xyxy")
+            assert fmt in BOX_FORMATS, f"box_format {fmt!r} is not one of {', '.join(BOX_FORMATS)}"
+            norm = getattr(model, "box_normalized", False)
+            assert isinstance(norm, (bool, np.bool_)), f"box_normalized must be a bool, got {type(norm).__name__}"
+        samples = [s.input_view() for s in data.samples[:kit.batch]]
+        with kit.check("inputs-only", fatal=True):
+            kit.inputs_only(lambda: model.predict(samples), "predict()")
+
+        def pred(items):
+            out = model.predict(items)
+            assert isinstance(out, (list, tuple)), f"predict() returned {type(out).__name__}, expected a list of arrays"
+            assert len(out) == len(items), f"predict() returned {len(out)} box arrays for {len(items)} samples"
+            arrs = []
+            for s, b in zip(items, out):
+                arr = kit.numeric(b, f"predict() boxes for sample {s.id!r}", (None, 4))
+                assert arr.shape[0] >= 1, f"predict() returned no box for sample {s.id!r}"
+                arrs.append(arr)
+            return arrs
+
+        with kit.check("outputs", fatal=True):
+            boxes = pred(samples)
+            for s, b in zip(samples, boxes):
+                if norm:
+                    assert (b >= -0.05).all() and (b <= 1.05).all(), \
+                        f"sample {s.id!r}: box_normalized is True but boxes are outside [0, 1]: {b[0].tolist()}"
+                xyxy = to_xyxy(b, fmt, normalized=bool(norm), size=s.image.size)
+                probs = [p for p in box_problems(xyxy, s.image.size) if p]
+                assert not probs, (f"sample {s.id!r}: predicted box {b[0].tolist()} read as box_format={fmt!r}, "
+                                   f"box_normalized={bool(norm)} is impossible: {probs[0]}")
+        with kit.check("deterministic"):
+            for s, x, y in zip(samples, boxes, pred(samples)):
+                kit.same(x, y, f"predict() called twice, sample {s.id!r}", exact=True)
+        with kit.check("batch-invariant"):
+            for s, x in zip(samples, boxes):
+                kit.same(x, pred([s])[0], f"predict(): batch of {len(samples)} vs batch of 1, sample {s.id!r}")
+        with kit.check("empty-batch"):
+            kit.raises_or_empty(model.predict, [], "predict([])", kit.empty_list)
+        s0 = samples[0]
+        kit.wrong_form(s0.image, lambda item: model.predict([GroundingInput(s0.id, item, s0.expression)]),
+                       "predict()")
+        kit.check_evaluate(self, model, data)
+
+
+KIND = Grounding()

@@ -20,11 +20,12 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from mmbench.errors import PluginError
-from mmbench.metrics.retrieval import check_text_image, retrieval_metrics_from_embeddings, \
-    retrieval_metrics_from_tiles
-from mmbench.tasks.base import DatasetMeta, ImageItem, TaskOption, TaskResult, as_numpy, batched, check_shape, \
-    progress_bar, timed
+from mmbench.errors import MMBenchError, PluginError
+from mmbench.metrics import retrieval as M
+from mmbench.metrics.retrieval import _RankCounter, _assemble, _check_ties, check_text_image, fold_slices, \
+    retrieval_metrics_from_embeddings
+from mmbench.tasks.base import DatasetMeta, ImageItem, MetricInfo, TaskKind, TaskOption, TaskResult, as_numpy, \
+    batched, check_shape, progress_bar, timed
 
 OPTIONS = (
     TaskOption("ties", str, "pessimistic", "how tied scores rank: pessimistic (default) or optimistic",
@@ -139,7 +140,7 @@ def _block_starts(n: int, batch_size: int) -> list[int]:
     return list(range(0, n, batch_size)) + [n]
 
 
-def evaluate(model: Any, data: RetrievalData, *, batch_size: int = 64, show_progress: bool = True,
+def evaluate(model: Any, data: RetrievalData, *, batch_size: int | None = 64, show_progress: bool = True,
              name: str = "", ties: str = "pessimistic", memory_budget_mb: float | str = 512) -> TaskResult:
     """Rank every caption for every image and every image for every caption.
 
@@ -147,10 +148,11 @@ def evaluate(model: Any, data: RetrievalData, *, batch_size: int = 64, show_prog
     memory. Dual encoders: similarities are formed and ranked one row block at a time from
     the embeddings. Cross scorers: ``score`` is called on the same image-block x text-block
     tiles as :func:`compute_sims` (blocks of ``batch_size``) and the tiles are counted as
-    they come (:func:`mmbench.metrics.retrieval.retrieval_metrics_from_tiles`), so ranks
+    they come (:func:`retrieval_metrics_from_tiles`), so ranks
     equal those of the full matrix; in fold mode only the tiles inside a fold are scored.
     """
     timings: dict[str, float] = {}
+    batch_size = batch_size or 64
     budget = float(memory_budget_mb)
     dual = not hasattr(model, "score")
     if dual:
@@ -190,10 +192,9 @@ def evaluate(model: Any, data: RetrievalData, *, batch_size: int = 64, show_prog
     text_ids = [f"t{j}" for j in range(len(data.texts))]
     per_sample = {"i2t_rank": res["i2t_ranks"].tolist(), "t2i_rank": res["t2i_ranks"].tolist(),
                   "t2i_image": data.text_image.tolist()}
-    sample_ids = {"i2t_rank": image_ids, "t2i_rank": text_ids, "t2i_image": text_ids}
+    sample_ids = {"image": image_ids, "caption": text_ids}
     if data.folds > 1:
         per_sample["image_fold"] = res["image_fold"].tolist()
-        sample_ids["image_fold"] = image_ids
     return TaskResult(metrics=res["metrics"], per_sample=per_sample, sample_ids=sample_ids, details=details,
                       timings=timings)
 
@@ -203,3 +204,323 @@ def _captions_per_image(text_image: np.ndarray) -> dict[str, int]:
     counts = np.bincount(text_image)
     vals, n = np.unique(counts, return_counts=True)
     return {str(int(v)): int(c) for v, c in zip(vals, n)}
+
+
+# --------------------------------------------------------------------------- cross scorers: tiles
+
+def _check_starts(starts, what: str) -> np.ndarray:
+    s = np.asarray(starts, dtype=np.int64).reshape(-1)
+    if s.size < 1 or s[0] != 0 or (s.size > 1 and (np.diff(s) <= 0).any()):
+        raise MMBenchError(f"{what} block starts must begin at 0 and increase strictly (one entry per block "
+                           f"plus the total), got {s[:8].tolist()}{' ...' if s.size > 8 else ''}")
+    return s
+
+
+class _TileSweep:
+    """Exact ranks of one (images x texts) part, e.g. one fold, from score tiles.
+
+    The full matrix is made of tiles ``score_tile(k, m)``: image block k (rows
+    ``i_starts[k] .. i_starts[k+1]``) x text block m. The part keeps rows ``lo .. hi`` and
+    the sorted global columns ``cols``; only tiles meeting them are scored, and every score
+    used comes from one of those tiles, so the ranks equal those of ranking the assembled
+    matrix (as ``compute_sims`` + :func:`retrieval_metrics` would) for any deterministic scorer.
+
+    Pass 1 scores the tiles holding a ground-truth pair and keeps each caption's
+    ground-truth score (and, while they fit in half the budget, the tiles themselves, so
+    pass 2 need not score them again). Pass 2 sweeps image block by image block, copying
+    the block's tiles into a (block rows, W) buffer sized to the rest of the budget and
+    counting each full buffer with :class:`_RankCounter`. Working memory: the buffer plus
+    the cached tiles, at most ``budget_bytes`` or, if that is smaller, one tile; plus O(images
+    + texts) counters.
+    """
+
+    def __init__(self, lo, hi, cols, ti, i_starts, t_starts, budget_bytes: float):
+        self.lo, self.hi, self.cols = lo, hi, cols
+        self.lti = ti[cols] - lo
+        self.i_starts, self.t_starts = i_starts, t_starts
+        # image blocks meeting rows lo..hi: (k, tile row slice, local first row)
+        self.iblocks = []
+        for k in range(np.searchsorted(i_starts, lo, "right") - 1, len(i_starts) - 1):
+            r0, r1 = max(lo, i_starts[k]), min(hi, i_starts[k + 1])
+            if r0 >= hi:
+                break
+            self.iblocks.append((k, slice(int(r0 - i_starts[k]), int(r1 - i_starts[k])), int(r0 - lo)))
+        # text blocks meeting cols: (m, tile column selector, local first column, width)
+        p = np.searchsorted(cols, t_starts)
+        self.tblocks = []
+        for m in range(len(t_starts) - 1):
+            p0, p1 = int(p[m]), int(p[m + 1])
+            if p1 == p0:
+                continue
+            c = cols[p0:p1] - t_starts[m]
+            sel = slice(int(c[0]), int(c[-1]) + 1) if c[-1] - c[0] == p1 - p0 - 1 else c
+            self.tblocks.append((m, sel, p0, p1 - p0))
+        tb_index = {m: q for q, (m, *_rest) in enumerate(self.tblocks)}
+        # pass-1 tiles: those holding a ground-truth pair, in sweep order
+        order = np.argsort(self.lti, kind="stable")
+        bounds = np.searchsorted(self.lti[order], np.arange(hi - lo + 1))
+        tb_of = np.searchsorted(t_starts, cols, "right") - 1  # text block of each local column
+        self.gt_tiles = []  # (iblock index, tblock index, local captions in it)
+        for q, (k, rs, a) in enumerate(self.iblocks):
+            caps = order[bounds[a]:bounds[a + rs.stop - rs.start]]
+            blocks = tb_of[caps]
+            for m in np.unique(blocks):
+                self.gt_tiles.append((q, tb_index[int(m)], caps[blocks == m]))
+        rows = max((rs.stop - rs.start for _, rs, _ in self.iblocks), default=1)
+        widest = max((w for *_rest, w in self.tblocks), default=1)
+        # cache pass-1 tiles while they fit in half the budget, leaving the buffer room for one tile
+        cache_limit = cache_left = max(0.0, min(budget_bytes / 2, budget_bytes - 4 * rows * widest))
+        self.cached = set()
+        for q, r, _ in self.gt_tiles:
+            nbytes = 4 * (self.iblocks[q][1].stop - self.iblocks[q][1].start) * self.tblocks[r][3]
+            if nbytes > cache_left:
+                break
+            cache_left -= nbytes
+            self.cached.add((q, r))
+        self.cache_bytes = cache_limit - cache_left
+        self.buf_cols = int(max(1, min(len(cols), max(widest, (budget_bytes - self.cache_bytes) // (4 * rows)))))
+        self.buf_rows = rows
+        self.n_calls = len(self.gt_tiles) + len(self.iblocks) * len(self.tblocks) - len(self.cached)
+
+    @property
+    def peak_bytes(self) -> int:
+        """Bytes of the float32 buffer plus cached tiles (the budgeted working memory)."""
+        return int(4 * self.buf_rows * self.buf_cols + self.cache_bytes)
+
+    def _tile(self, score_tile, q, r) -> np.ndarray:
+        k, rs, _ = self.iblocks[q]
+        m, cs, _, _ = self.tblocks[r]
+        # float32, as compute_sims stores it
+        return np.asarray(score_tile(k, m), dtype=np.float32)[rs][:, cs]
+
+    def run(self, score_tile, ties: str, advance):
+        gt = np.empty(len(self.cols), np.float32)
+        cache = {}
+        for q, r, caps in self.gt_tiles:
+            tile = self._tile(score_tile, q, r)
+            advance()
+            gt[caps] = tile[self.lti[caps] - self.iblocks[q][2], caps - self.tblocks[r][2]]
+            if (q, r) in self.cached:
+                cache[q, r] = tile.copy()  # a model may reuse its output buffer
+        counter = _RankCounter(self.lti, self.hi - self.lo, gt)
+        buf = np.empty((self.buf_rows, self.buf_cols), np.float32)
+        for q, (_, rs, a) in enumerate(self.iblocks):
+            n = rs.stop - rs.start
+            c0 = w = 0
+            for r, (_, _, p0, width) in enumerate(self.tblocks):
+                if w + width > self.buf_cols:
+                    counter.add(a, buf[:n, :w], writable=True, c0=c0)
+                    c0, w = p0, 0
+                tile = cache.pop((q, r), None)
+                if tile is None:
+                    tile = self._tile(score_tile, q, r)
+                    advance()
+                buf[:n, w:w + width] = tile
+                w += width
+            counter.add(a, buf[:n, :w], writable=True, c0=c0)
+        return counter.result(ties)
+
+
+def retrieval_metrics_from_tiles(score_tile, image_starts, text_starts, text_image, *, folds: int = 1,
+                                 ties: str = "pessimistic", memory_budget_mb: float = 512, progress=None) -> dict:
+    """All retrieval metrics of a matrix given as tiles, never holding it whole.
+
+    ``score_tile(k, m)`` returns the scores of image block k (rows ``image_starts[k] ..
+    image_starts[k+1]``) against text block m (``text_starts`` likewise; both end with the
+    total). Ranks, tie counts and metrics equal :func:`retrieval_metrics` on the assembled
+    float32 matrix, provided ``score_tile`` returns the same values when called twice (a
+    tile holding ground-truth pairs is scored twice only when the budget cannot cache it).
+    In fold mode only the tiles meeting a fold's rows and columns are scored.
+    ``progress(total)``, if given, is a context manager yielding ``advance()``, called once
+    per ``score_tile`` call. The result also holds ``score_calls`` and ``working_bytes``
+    (the float32 buffer plus cached tiles, at most ``memory_budget_mb`` or one tile).
+    """
+    _check_ties(ties)
+    i_starts = _check_starts(image_starts, "image")
+    t_starts = _check_starts(text_starts, "text")
+    n_img, n_txt = int(i_starts[-1]), int(t_starts[-1])
+    ti = check_text_image(text_image, n_img, n_txt)
+    if folds == 1:
+        parts = [(0, n_img, np.arange(n_txt))]
+    else:
+        parts = [(lo, hi, t_idx) for lo, hi, t_idx in fold_slices(n_img, ti, folds)]
+    budget = float(memory_budget_mb) * 2**20
+    sweeps = [_TileSweep(lo, hi, cols, ti, i_starts, t_starts, budget) for lo, hi, cols in parts]
+    total = sum(s.n_calls for s in sweeps)
+    results = []
+    if progress is None:
+        for s in sweeps:
+            results.append(s.run(score_tile, ties, lambda n=1: None))
+    else:
+        with progress(total) as advance:
+            for s in sweeps:
+                results.append(s.run(score_tile, ties, advance))
+    it = iter(results)
+    out = _assemble(n_img, n_txt, ti, folds, lambda lo, hi, t_idx: next(it))
+    out["score_calls"] = total
+    out["working_bytes"] = max(s.peak_bytes for s in sweeps)
+    return out
+
+
+# --------------------------------------------------------------------------- the task kind
+
+def _chunks(items: list, size: int) -> list[list]:
+    return [list(items[i:i + size]) for i in range(0, len(items), size)]
+
+
+class Retrieval(TaskKind):
+    """Image<->text retrieval: Recall@K, medr, meanr both ways and rsum (SCAN/SGRAF/VSE++ protocol)."""
+
+    name = "retrieval"
+    description = "image<->text retrieval: rank every caption for every image and every image for every caption"
+    data_type = RetrievalData
+    protocol = DualEncoder
+    protocol_summary = ("encode_images(images) -> (B, D) and encode_texts(texts) -> (B, D) (dual encoder), plus "
+                        "score(image_block, text_block) -> (Bi, Bt) for a cross-attention scorer")
+    options = OPTIONS
+    metrics = tuple(MetricInfo(f"{d}.R@{k}", help=f"{d} recall at {k}") for d in ("i2t", "t2i") for k in M.KS) + (
+        MetricInfo("i2t.medr", False, "rank", "median rank of the first ground-truth caption"),
+        MetricInfo("t2i.medr", False, "rank", "median rank of the ground-truth image"),
+        MetricInfo("i2t.meanr", False, "rank", "mean rank of the first ground-truth caption"),
+        MetricInfo("t2i.meanr", False, "rank", "mean rank of the ground-truth image"),
+        MetricInfo("rsum", True, "percent", "sum of the six R@K"),
+    )
+    headline = ("i2t.R@1", "i2t.R@5", "i2t.R@10", "t2i.R@1", "t2i.R@5", "t2i.R@10", "rsum")
+    main = "rsum"
+    per_sample_units = {"i2t_rank": "image", "image_fold": "image", "t2i_rank": "caption", "t2i_image": "caption"}
+    unit = "image"
+    conventions = ("ties",)
+    default_batch_size = 64
+    scaffold_description = "Scaffolded dual encoder (palette-colour histogram vs named colours)."
+    scaffold_template = "retrieval"
+
+    def evaluate(self, model, data, *, batch_size=None, show_progress=True, name="", **options):
+        return evaluate(model, data, batch_size=batch_size or self.default_batch_size, show_progress=show_progress,
+                        name=name, **options)
+
+    def n_samples(self, data) -> int:
+        return len(data.images)
+
+    def unit_stats(self, per_sample):
+        return M.unit_stats(per_sample)
+
+    def compute(self, stats, weights=None):
+        return M.compute(stats, weights)
+
+    def limit(self, data, n):
+        n = min(n, len(data.images))
+        keep = [j for j, i in enumerate(data.text_image) if i < n]
+        return RetrievalData(images=list(data.images[:n]), texts=[data.texts[j] for j in keep],
+                             text_image=np.asarray(data.text_image)[keep], meta=data.meta, folds=1)
+
+    def align(self, ps_a, ids_a, ps_b, ids_b):
+        """Images pair by id; captions (``t2i_rank``, ``t2i_image``) by caption id, following their images."""
+        from mmbench.errors import MismatchError
+
+        out_a, out_b, na, nb, n_shared = super().align(ps_a, ids_a, ps_b, ids_b)
+        if not ("t2i_rank" in ps_a and "t2i_rank" in ps_b) or not out_a:
+            return out_a, out_b, na, nb, n_shared
+        img_ids_a = [str(x) for x in (ids_a.get("image") or range(na))]
+        img_ids_b = [str(x) for x in (ids_b.get("image") or range(nb))]
+        pos_b = {s: i for i, s in enumerate(img_ids_b)}
+        ia = [i for i, s in enumerate(img_ids_a) if s in pos_b]
+        ib = [pos_b[img_ids_a[i]] for i in ia]
+        img_a, img_b = _caption_images(ps_a, na), _caption_images(ps_b, nb)
+        tid_a = [str(x) for x in ids_a.get("caption") or range(len(img_a))]
+        tid_b = [str(x) for x in ids_b.get("caption") or range(len(img_b))]
+        if len(tid_a) != len(img_a) or len(tid_b) != len(img_b):
+            tid_a, tid_b = [str(j) for j in range(len(img_a))], [str(j) for j in range(len(img_b))]
+        new_a = {old: new for new, old in enumerate(ia)}
+        new_b = {old: new for new, old in enumerate(ib)}
+        cap_b = {s: j for j, s in enumerate(tid_b)}
+        ra, rb, ta, tb = [], [], [], []
+        for j, s in enumerate(tid_a):
+            jb = cap_b.get(s)
+            if jb is None or img_a[j] not in new_a or img_b[jb] not in new_b:
+                continue
+            if img_ids_a[img_a[j]] != img_ids_b[img_b[jb]]:
+                raise MismatchError(f"caption {s!r} belongs to image {img_ids_a[img_a[j]]!r} in the baseline but to "
+                                    f"{img_ids_b[img_b[jb]]!r} in the new run")
+            ra.append(ps_a["t2i_rank"][j])
+            rb.append(ps_b["t2i_rank"][jb])
+            ta.append(new_a[img_a[j]])
+            tb.append(new_b[img_b[jb]])
+        out_a["t2i_rank"], out_b["t2i_rank"] = ra, rb
+        out_a["t2i_image"], out_b["t2i_image"] = ta, tb
+        return out_a, out_b, na, nb, n_shared
+
+    def probe(self, a, b, data, n):
+        ims, txts = list(data.images[:n]), list(data.texts[:n])
+        from mmbench.tasks.checks import _as_array
+
+        names, out_a, out_b = ["encode_images()", "encode_texts()"], [], []
+        for m, out in ((a, out_a), (b, out_b)):
+            ib, tb = m.encode_images(ims), m.encode_texts(txts)
+            out += [ib, tb] if not hasattr(m, "score") else [m.score(ib, tb), m.score(ib, tb)]
+        if hasattr(a, "score"):
+            names = ["score()", "score()"]
+        return names, [_as_array(x, names[0]) for x in out_a], [_as_array(x, names[0]) for x in out_b]
+
+    def conformance(self, kit, model, data):
+        cross = hasattr(model, "score")
+        with kit.check("methods", fatal=True):
+            for m in ("encode_images", "encode_texts") + (("score",) if cross else ()):
+                assert callable(getattr(model, m, None)), f"retrieval model has no callable {m}()"
+            assert data.images and data.texts, "the conformance data has no images or texts"
+        images = list(data.images[:kit.batch])
+        texts = list(data.texts[:kit.batch])
+
+        def dual_out(fn, items, what):
+            return kit.numeric(fn(items), what, (len(items), None))
+
+        if not cross:
+            with kit.check("outputs", fatal=True):
+                im = dual_out(model.encode_images, images, "encode_images() output")
+                tx = dual_out(model.encode_texts, texts, "encode_texts() output")
+                assert im.shape[1] == tx.shape[1], (f"image embeddings have dimension {im.shape[1]} but text "
+                                                    f"embeddings {tx.shape[1]}; a dual encoder needs one space")
+                assert im.shape[1] > 0, "embeddings have dimension 0"
+            with kit.check("deterministic"):
+                kit.same(im, dual_out(model.encode_images, images, "encode_images() output"),
+                         "encode_images() called twice", exact=True)
+                kit.same(tx, dual_out(model.encode_texts, texts, "encode_texts() output"),
+                         "encode_texts() called twice", exact=True)
+            with kit.check("batch-invariant"):
+                im1 = np.concatenate([dual_out(model.encode_images, [x], "encode_images() output") for x in images])
+                tx1 = np.concatenate([dual_out(model.encode_texts, [t], "encode_texts() output") for t in texts])
+                kit.same(im, im1, f"encode_images(): batch of {len(images)} vs batches of 1")
+                kit.same(tx, tx1, f"encode_texts(): batch of {len(texts)} vs batches of 1")
+        else:
+            with kit.check("outputs", fatal=True):
+                ib, tb = model.encode_images(images), model.encode_texts(texts)
+                s = kit.numeric(model.score(ib, tb), "score() output", (len(images), len(texts)))
+            with kit.check("deterministic"):
+                s2 = kit.numeric(model.score(model.encode_images(images), model.encode_texts(texts)),
+                                 "score() output", (len(images), len(texts)))
+                kit.same(s, s2, "encode + score called twice", exact=True)
+            with kit.check("batch-invariant"):
+                ib1 = [model.encode_images([x]) for x in images]
+                tb1 = [model.encode_texts([t]) for t in texts]
+                s1 = np.array([[kit.numeric(model.score(i, t), "score() output", (1, 1))[0, 0] for t in tb1]
+                               for i in ib1])
+                kit.same(s, s1, f"score(): blocks of {len(images)}x{len(texts)} vs 1x1")
+        with kit.check("empty-batch"):
+            kit.raises_or_empty(model.encode_images, [], "encode_images([])", kit.empty_array("D"))
+            kit.raises_or_empty(model.encode_texts, [], "encode_texts([])", kit.empty_array("D"))
+        kit.wrong_form(images[0], lambda item: model.encode_images([item]), "encode_images()")
+        kit.check_evaluate(self, model, data)
+
+
+def _caption_images(ps: dict, n_img: int) -> list[int]:
+    if "t2i_image" in ps:
+        return [int(x) for x in ps["t2i_image"]]
+    n_txt = len(ps["t2i_rank"])
+    if n_img and n_txt % n_img == 0:
+        per = n_txt // n_img
+        return [j // per for j in range(n_txt)]
+    from mmbench.errors import MismatchError
+
+    raise MismatchError(f"retrieval record has {n_img} images and {n_txt} captions but no 't2i_image' index")
+
+
+KIND = Retrieval()

@@ -339,6 +339,16 @@ class FusionClassifier:
             self._last_uncertainty.update(zip((str(s.id) for s in samples), out["uncertainty"].tolist()))
         return out["probs"].numpy().astype(np.float64)
 
+    #: direction and unit of every extra metric (reports, gates and sorting read them from the record):
+    #: calibration error is better low; TMC's uncertainty u = K/S is better low on correct predictions
+    #: and high on wrong ones (a trustworthy model knows when it is wrong)
+    extra_metric_info = {
+        "ECE": {"higher_is_better": False, "unit": "percent"},
+        "uncertainty.mean": {"higher_is_better": False, "unit": "fraction"},
+        "uncertainty.correct": {"higher_is_better": False, "unit": "fraction"},
+        "uncertainty.wrong": {"higher_is_better": True, "unit": "fraction"},
+    }
+
     def extra_metrics(self, data, result) -> dict[str, float]:
         """Metrics beyond the task's: ECE (in %, 15 bins) of the scores for every method; TMC adds
         its mean uncertainty u = K/S overall and on correct / wrong predictions (ETMC too).

@@ -25,103 +25,44 @@ words/regions is hard-coded); ``raw_feature_norm`` ``l1norm``/``clipped_l1norm``
 ``NameError`` (``l1norm_d`` is undefined) in the official ``func_attention``. The official
 calls score one caption at a time with its exact length; here a tile of (images x captions)
 pairs is scored at once with padded words masked (zeroed in the query, excluded from every
-softmax and mean), which gives the same numbers.
+softmax and mean), which gives the same numbers. The encoders, ``func_attention`` and the cosine
+are SCAN's (:mod:`mmbench_vse.layers`; IMRAM's ``SCAN`` class is a fork of kuanghuei/SCAN).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-EPS = 1e-8
+from mmbench_vse import layers
+from mmbench_vse.layers import EPS, EncoderText, cosine, expand_pairs, l2norm, legacy_weight_norm_names
+
 MODEL_MODES = ("full_IMRAM", "text_IMRAM", "image_IMRAM")
 RAW_FEATURE_NORMS = ("clipped_l2norm", "l2norm", "softmax", "clipped", "no_norm")
 BROKEN_NORMS = ("l1norm", "clipped_l1norm")  # official func_attention: NameError (l1norm_d)
 
-
-def l2norm(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    # HuiChen24/IMRAM:model.py l2norm: x / (||x|| + eps)
-    return x / (x.pow(2).sum(dim=dim, keepdim=True).sqrt() + EPS)
+__all__ = ["BROKEN_NORMS", "EPS", "IMRAM", "MODEL_MODES", "RAW_FEATURE_NORMS", "EncoderImagePrecomp", "EncoderText",
+           "attend", "cosine", "l2norm"]
 
 
-class EncoderImagePrecomp(nn.Module):
-    """``fc_local`` (plain or weight-normed with ``dim=None``) on every region, then l2norm."""
+class EncoderImagePrecomp(layers.EncoderImagePrecomp):
+    """``fc_local`` (plain or weight-normed with ``dim=None``) on every region, then l2norm.
+
+    The official forward also returns ``feat_local.mean(1)`` (img_fc), which no score uses.
+    """
 
     def __init__(self, img_dim: int, embed_size: int, no_imgnorm: bool = False, weight_norm: bool = False):
-        super().__init__()
-        self.no_imgnorm = no_imgnorm
-        self.fc_local = nn.Linear(img_dim, embed_size)
-        if weight_norm:  # precomp_enc_type=weight_norm: EncoderImageWeightNormPrecomp
-            self.fc_local = nn.utils.parametrizations.weight_norm(self.fc_local, dim=None)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        # the official forward also returns feat_local.mean(1) (img_fc), which no score uses
-        x = self.fc_local(images)
-        return x if self.no_imgnorm else l2norm(x, -1)
-
-
-class EncoderText(nn.Module):
-    """Embedding + (bi)GRU over the packed caption; bi-GRU halves averaged; l2norm per word."""
-
-    def __init__(self, vocab_size: int, word_dim: int, embed_size: int, num_layers: int = 1,
-                 use_bi_gru: bool = False, no_txtnorm: bool = False):
-        super().__init__()
-        self.bi_gru, self.no_txtnorm = use_bi_gru, no_txtnorm
-        self.embed = nn.Embedding(vocab_size, word_dim)
-        self.rnn = nn.GRU(word_dim, embed_size, num_layers, batch_first=True, bidirectional=use_bi_gru)
-
-    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """(B, L) ids, (B,) lengths -> (B, max(lengths), E), zero beyond each length.
-
-        The official forward also returns the final hidden state ``ht`` (unused by every score).
-        """
-        packed = pack_padded_sequence(self.embed(ids), lengths.cpu(), batch_first=True, enforce_sorted=False)
-        out, _ = self.rnn(packed)
-        out, _ = pad_packed_sequence(out, batch_first=True)
-        if self.bi_gru:
-            half = out.size(2) // 2
-            out = (out[:, :, :half] + out[:, :, half:]) / 2
-        return out if self.no_txtnorm else l2norm(out, -1)
-
-
-def _masked_softmax(x: torch.Tensor, mask: torch.Tensor | None, dim: int) -> torch.Tensor:
-    if mask is not None:
-        x = x.masked_fill(~mask, float("-inf"))
-    return torch.softmax(x, dim=dim)
+        super().__init__(img_dim, embed_size, no_imgnorm, weight_norm, fc_name="fc_local")
 
 
 def attend(query: torch.Tensor, context: torch.Tensor, *, raw_feature_norm: str, smooth: float,
            query_mask: torch.Tensor | None, context_mask: torch.Tensor | None) -> torch.Tensor:
-    """HuiChen24/IMRAM:model.py ``func_attention`` for a tile of pairs (``weight=None``, as every caller).
-
-    query (P, Q, E) with padded rows zero, context (P, C, E); masks (P, Q) / (P, C) bool
-    (None: all real). Returns the attended context per query item, (P, Q, E), not normalised.
-    """
-    attn = torch.bmm(context, query.transpose(1, 2))  # (P, C, Q)
-    if context_mask is not None:
-        # padded context rows are all zero: their norm over the query axis would be sqrt(0), whose gradient
-        # is NaN in training. They are excluded by the context softmax below, so any constant will do.
-        attn = attn.masked_fill(~context_mask.unsqueeze(2), 1.0)
-    qm = None if query_mask is None else query_mask.unsqueeze(1)
-    if raw_feature_norm == "softmax":  # over the query axis
-        attn = _masked_softmax(attn, qm, dim=2)
-    elif raw_feature_norm == "l2norm":
-        attn = l2norm(attn, 2)  # padded query items are zeros: they add nothing to the norm
-    elif raw_feature_norm == "clipped_l2norm":
-        attn = l2norm(torch.nn.functional.leaky_relu(attn, 0.1), 2)
-    elif raw_feature_norm == "clipped":
-        attn = torch.nn.functional.leaky_relu(attn, 0.1)
-    elif raw_feature_norm != "no_norm":
+    """HuiChen24/IMRAM:model.py ``func_attention`` for a tile of pairs (``weight=None``, as every caller):
+    SCAN's (:func:`mmbench_vse.layers.attend`) without the l1 norms, for which the official one raises."""
+    if raw_feature_norm not in RAW_FEATURE_NORMS:
         raise ValueError(f"unknown raw_feature_norm {raw_feature_norm!r}")
-    cm = None if context_mask is None else context_mask.unsqueeze(1)
-    attn = _masked_softmax(attn.transpose(1, 2) * smooth, cm, dim=2)  # (P, Q, C), over the context
-    return torch.bmm(attn, context)
-
-
-def cosine(a: torch.Tensor, b: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    # HuiChen24/IMRAM:model.py cosine_similarity: <a,b> / clamp(||a|| ||b||, eps)
-    return (a * b).sum(dim) / (a.norm(2, dim) * b.norm(2, dim)).clamp(min=EPS)
+    return layers.attend(query, context, raw_feature_norm=raw_feature_norm, smooth=smooth, query_mask=query_mask,
+                         context_mask=context_mask)
 
 
 class IMRAM(nn.Module):
@@ -156,9 +97,7 @@ class IMRAM(nn.Module):
         sd = dict(state)
         if sd and all(k.startswith("module.") for k in sd):  # saved through nn.DataParallel
             sd = {k[len("module."):]: v for k, v in sd.items()}
-        if "img_enc.fc_local.weight_g" in sd:  # legacy weight_norm names -> parametrization names
-            sd["img_enc.fc_local.parametrizations.weight.original0"] = sd.pop("img_enc.fc_local.weight_g")
-            sd["img_enc.fc_local.parametrizations.weight.original1"] = sd.pop("img_enc.fc_local.weight_v")
+        sd = legacy_weight_norm_names(sd, "img_enc.fc_local.")  # legacy weight_norm names -> parametrization names
         self.load_state_dict(sd, strict=True)
 
     def official_state(self) -> dict:
@@ -171,7 +110,7 @@ class IMRAM(nn.Module):
         return out
 
     def official_states(self) -> list[dict]:
-        """For :func:`mmbench.vse.train_demo` (one entry: the official checkpoint's ``model``)."""
+        """For :func:`mmbench_vse.training.train_demo` (one entry: the official checkpoint's ``model``)."""
         return [self.official_state()]
 
     # --- scoring
@@ -213,10 +152,7 @@ class IMRAM(nn.Module):
     def pair_scores(self, v: torch.Tensor, c: torch.Tensor, c_mask: torch.Tensor) -> torch.Tensor:
         """v (Bi, R, E) regions; c (Bt, L, E) zero-padded words, c_mask (Bt, L). Returns (Bi, Bt) float64."""
         bi, bt = v.size(0), c.size(0)
-        v, c = v.float(), c.float()
-        vv = v.unsqueeze(1).expand(bi, bt, *v.shape[1:]).reshape(bi * bt, *v.shape[1:])
-        cc = c.unsqueeze(0).expand(bi, bt, *c.shape[1:]).reshape(bi * bt, *c.shape[1:])
-        mm = c_mask.unsqueeze(0).expand(bi, bt, c.size(1)).reshape(bi * bt, c.size(1))
+        vv, cc, mm = expand_pairs(v.float(), c.float(), c_mask)
         directions = {"full_IMRAM": ("t2i", "i2t"), "text_IMRAM": ("t2i",), "image_IMRAM": ("i2t",)}[self.model_mode]
         total = torch.zeros(bi * bt, dtype=torch.float64, device=v.device)
         for which in directions:  # t2i steps first, then i2t (shard_xattn_Full_IMRAM)

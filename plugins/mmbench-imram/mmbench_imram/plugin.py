@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mmbench import hookimpl, vse
+from mmbench import hookimpl
 from mmbench.specs import ModelSpec, PublishedNumber
 
 from mmbench_imram import __version__
@@ -28,6 +28,8 @@ def _published() -> tuple[PublishedNumber, ...]:
 
 @hookimpl
 def mmbench_models():
+    from mmbench_vse.wrapper import loader_options
+
     return [ModelSpec(
         name="imram",
         task="retrieval",
@@ -40,8 +42,8 @@ def mmbench_models():
         version=__version__,
         options={
             "checkpoint": "official IMRAM model_best.pth.tar (train_gpus.py; default: the shipped demo model)",
-            **vse.loader_options(vocab="the <data_name>_vocab.json the checkpoint was trained with (IMRAM's vocab/)",
-                                 batch_size="images / captions per block (default 64)"),
+            **loader_options(vocab="the <data_name>_vocab.json the checkpoint was trained with (IMRAM's vocab/)",
+                             batch_size="images / captions per block (default 64)"),
             "model_mode": "override opt.model_mode: full_IMRAM (sum of t2i and i2t steps) | text_IMRAM | image_IMRAM",
             "iteration_step": "override opt.iteration_step (matching steps per direction; every step's score is summed)",
             "no_IMRAM_norm": "override opt.no_IMRAM_norm: true skips the L2 norm of the updated query",

@@ -11,7 +11,7 @@ validation rsum kept) and ``demo_precomp_vocab.json`` (SCAN/IMRAM json vocabular
 --agg_func=Mean --no_IMRAM_norm``, script/tune_*.sh), ``model_mode=full_IMRAM``,
 ``iteration_step=2``, demo-sized dims. Loss: the official hinge loss, summed over all negatives
 for the first epochs, then the hardest negative (``max_violation``). The loop itself is
-:func:`mmbench.vse.train_demo`; the checkpoint is then rewritten without ``Eiters`` (IMRAM's
+:func:`mmbench_vse.training.train_demo`; the checkpoint is then rewritten without ``Eiters`` (IMRAM's
 train_gpus.py does not save it).
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from mmbench import vse
+from mmbench_vse import training
 from mmbench.checkpoints import load_checkpoint
 
 from mmbench_imram.model import IMRAM
@@ -43,28 +43,23 @@ def demo_opt(vocab_size: int, epochs: int) -> argparse.Namespace:
 
 
 def batch_scores(model: IMRAM, feats, ids, lengths) -> torch.Tensor:
-    v = model.img_enc(feats)
-    c = model.txt_enc(ids, lengths)
-    mask = torch.arange(c.size(1)).unsqueeze(0) < lengths.unsqueeze(1)
-    if torch.is_grad_enabled():
-        return model.pair_scores(v, c, mask)
-    # validation (whole split in one call): caption chunks keep the memory bounded
-    return torch.cat([model.pair_scores(v, c[t:t + 25], mask[t:t + 25]) for t in range(0, c.size(0), 25)], 1)
+    # validation (whole split in one call, without autograd): caption chunks keep the memory bounded
+    return training.cross_attention_scores(model, feats, ids, lengths, no_grad_chunk=25)
 
 
 def train(epochs: int = 4, seed: int = 0, warmup: int = 2, out: Path | None = None):
     out = Path(out or DATA / "demo")
-    out, best = vse.train_demo(lambda vocab_size: demo_opt(vocab_size, epochs), IMRAM, batch_scores, out,
-                               epochs=epochs, seed=seed, warmup=warmup, first_epoch=1)
-    ck = load_checkpoint(out / vse.CHECKPOINT_FILE, what="demo checkpoint")
+    out, best = training.train_demo(lambda vocab_size: demo_opt(vocab_size, epochs), IMRAM, batch_scores, out,
+                                    epochs=epochs, seed=seed, warmup=warmup, first_epoch=1)
+    ck = load_checkpoint(out / training.CHECKPOINT_FILE, what="demo checkpoint")
     ck = {"epoch": ck["epoch"], "model": ck["model"][0], "best_rsum": ck["best_rsum"], "opt": ck["opt"]}
-    torch.save(ck, out / vse.CHECKPOINT_FILE)
+    torch.save(ck, out / training.CHECKPOINT_FILE)
     return out, best
 
 
 def main(argv=None) -> None:
-    args = vse.demo_arg_parser(__doc__, epochs=4).parse_args(argv)
-    vse.train_and_report(lambda: train(args.epochs, args.seed, out=args.out), IMRAMRetrieval)
+    training.demo_main(__doc__, argv, epochs=4, train=lambda args: train(args.epochs, args.seed, out=args.out),
+                       load_model=IMRAMRetrieval)
 
 
 if __name__ == "__main__":

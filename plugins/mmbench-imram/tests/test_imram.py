@@ -15,7 +15,7 @@ import torch
 from mmbench.errors import DataError, PluginError, UnsafeFileError
 from mmbench.tasks import DatasetMeta, ImageItem, RetrievalData
 from mmbench.tasks.retrieval import compute_sims, evaluate
-from mmbench.vse import write_unsafe_checkpoint
+from mmbench_vse.checkpoints import write_unsafe_checkpoint
 from mmbench_imram.retrieval import build
 
 FIX = Path(__file__).resolve().parent / "fixtures" / "imram"
@@ -165,3 +165,20 @@ def test_plugin_kit():
     from mmbench.testing import check_plugin
 
     assert check_plugin("imram", options={"device": "cpu"}, limit=12) is not None
+
+
+def test_shared_attention_keeps_each_models_norm_set():
+    from mmbench_imram.model import attend as imram_attend
+    from mmbench_vse.layers import attend
+
+    q, ctx = torch.randn(2, 3, 4), torch.randn(2, 5, 4)
+    kw = dict(smooth=9.0, query_mask=None, context_mask=None)
+    assert attend(q, ctx, raw_feature_norm="clipped_l1norm", **kw).shape == (2, 3, 4)  # SCAN has the l1 norms
+    with pytest.raises(ValueError, match="unknown raw_feature_norm 'clipped_l1norm'"):  # IMRAM's official one raises
+        imram_attend(q, ctx, raw_feature_norm="clipped_l1norm", **kw)
+    # zero-padded context rows (words, i2t) are masked before the norm: finite gradients in training
+    ctx = torch.cat([ctx, torch.zeros(2, 2, 4)], 1).requires_grad_()
+    cm = torch.arange(7).unsqueeze(0).expand(2, 7) < 5
+    out = attend(q, ctx, raw_feature_norm="clipped_l2norm", smooth=9.0, query_mask=None, context_mask=cm)
+    out.sum().backward()
+    assert torch.isfinite(ctx.grad).all()

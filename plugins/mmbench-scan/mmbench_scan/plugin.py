@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mmbench import hookimpl, vse
+from mmbench import hookimpl
 from mmbench.specs import ModelSpec
 
 from mmbench_scan import __version__
@@ -10,6 +10,8 @@ from mmbench_scan import __version__
 
 @hookimpl
 def mmbench_models():
+    from mmbench_vse.wrapper import loader_options
+
     return [ModelSpec(
         name="scan",
         task="retrieval",
@@ -21,7 +23,7 @@ def mmbench_models():
         version=__version__,
         options={
             "checkpoint": "official SCAN model_best.pth.tar (default: the shipped demo model)",
-            **vse.loader_options(batch_size="images / captions per block (default 64)"),
+            **loader_options(batch_size="images / captions per block (default 64)"),
             "precision": "float64 (default, as the official evaluation) or float32 (faster on GPUs)",
             "cross_attn": "override opt.cross_attn: t2i | i2t",
             "raw_feature_norm": "override opt.raw_feature_norm: clipped_l2norm | l2norm | clipped_l1norm | "

@@ -8,16 +8,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmbench import vse
-from mmbench.checkpoints import official_checkpoint, parse_bool, parse_int, resolve_device
+from mmbench.checkpoints import parse_bool, parse_int, resolve_device
 from mmbench.errors import DataError, PluginError
-from mmbench.text import Vocabulary, encode_captions
+from mmbench_vse import wrapper
+from mmbench_vse.checkpoints import official_checkpoint
+from mmbench_vse.layers import score_by_caption_chunks, word_mask
+from mmbench_vse.vocab import Vocabulary, encode_captions
 
 from mmbench_scan.model import AGG_FUNCS, RAW_FEATURE_NORMS, SCAN
 
 DATA = Path(__file__).resolve().parent / "data"
 DEMO_DIR = DATA / "demo_t2i"
-DEMO_CHECKPOINT, DEMO_VOCAB = DEMO_DIR / vse.CHECKPOINT_FILE, DEMO_DIR / vse.VOCAB_FILE
+DEMO_CHECKPOINT, DEMO_VOCAB = DEMO_DIR / wrapper.CHECKPOINT_FILE, DEMO_DIR / wrapper.VOCAB_FILE
 REQUIRED_OPT = ("img_dim", "word_dim", "embed_size", "vocab_size")
 #: elements of the largest (pairs x items x embed) temporary per scoring chunk (bounded memory)
 PAIR_CHUNK_ELEMENTS = 1 << 23
@@ -32,7 +34,7 @@ class SCANRetrieval:
     def __init__(self, checkpoint: str | None = None, vocab: str | None = None, device: str | None = None,
                  batch_size: str | int = 64, allow_unsafe_pickle: str | bool = False, precision: str = "float64",
                  **overrides: Any):
-        checkpoint, vocab = vse.checkpoint_and_vocab("scan", checkpoint, vocab, DEMO_DIR)
+        checkpoint, vocab = wrapper.checkpoint_and_vocab("scan", checkpoint, vocab, DEMO_DIR)
         self.checkpoint_path = str(checkpoint)
         self.device = torch.device(resolve_device(device))
         self.batch_size = parse_int(batch_size, option="batch_size")
@@ -42,14 +44,15 @@ class SCANRetrieval:
         unsafe = parse_bool(allow_unsafe_pickle, option="allow_unsafe_pickle")
         opt, states, _ = official_checkpoint(checkpoint, n_modules=2, allow_unsafe_pickle=unsafe,
                                              what="SCAN checkpoint")
-        vse.require_opt(opt, REQUIRED_OPT, checkpoint, what="SCAN")
+        wrapper.require_opt(opt, REQUIRED_OPT, checkpoint, what="SCAN")
         opt.update(self._overrides(overrides))
         self._check_opt(opt, checkpoint)
         self.opt = opt
         self.vocab = Vocabulary.from_path(vocab)
-        vse.check_vocab_size(self.vocab, vocab, opt)
+        wrapper.check_vocab_size(self.vocab, vocab, opt)
         self.model = SCAN(opt)
-        vse.load_official_states(self.model, states, checkpoint, expected="official SCAN [img_enc, txt_enc] weights")
+        wrapper.load_official_states(self.model, states, checkpoint,
+                                     expected="official SCAN [img_enc, txt_enc] weights")
         self.model.to(self.device).eval()
 
     @staticmethod
@@ -78,32 +81,23 @@ class SCANRetrieval:
 
     @torch.no_grad()
     def encode_images(self, images) -> torch.Tensor:
-        vse.not_empty(images, "encode_images", plugin="scan")
-        feats = vse.stack_regions(images, int(self.opt["img_dim"]), plugin="scan")
+        wrapper.not_empty(images, "encode_images", plugin="scan")
+        feats = wrapper.stack_regions(images, int(self.opt["img_dim"]), plugin="scan")
         return self.model.img_enc(torch.from_numpy(feats).to(self.device)).to(self.dtype)
 
     @torch.no_grad()
     def encode_texts(self, texts: list[str]) -> dict:
-        vse.not_empty(texts, "encode_texts", plugin="scan")
+        wrapper.not_empty(texts, "encode_texts", plugin="scan")
         ids, lengths = encode_captions(self.vocab, list(texts))
         c = self.model.txt_enc(torch.from_numpy(ids).to(self.device), torch.from_numpy(lengths))
-        mask = torch.arange(c.size(1), device=c.device).unsqueeze(0) < torch.from_numpy(lengths).to(c.device)[:, None]
-        return {"c": c.to(self.dtype), "mask": mask}
+        return {"c": c.to(self.dtype), "mask": word_mask(c, torch.from_numpy(lengths))}
 
     @torch.no_grad()
     def score(self, image_block: torch.Tensor, text_block: dict) -> np.ndarray:
-        v, c, mask = image_block, text_block["c"], text_block["mask"]
-        bi, bt = v.size(0), c.size(0)
-        per_caption = bi * max(c.size(1), v.size(1)) * max(v.size(2), v.size(1), c.size(1))
-        step = max(1, PAIR_CHUNK_ELEMENTS // max(1, per_caption))
-        out = torch.empty(bi, bt, dtype=self.dtype, device=v.device)
-        for t0 in range(0, bt, step):
-            t1 = min(bt, t0 + step)
-            n = int(mask[t0:t1].sum(1).max())
-            out[:, t0:t1] = self.model.pair_scores(v, c[t0:t1, :n], mask[t0:t1, :n])
-        return out.cpu().numpy()
+        return score_by_caption_chunks(self.model.pair_scores, image_block, text_block["c"], text_block["mask"],
+                                       max_elements=PAIR_CHUNK_ELEMENTS, dtype=self.dtype).cpu().numpy()
 
 
 def build(**options: Any) -> SCANRetrieval:
-    vse.check_options("scan", options, OPTIONS)
+    wrapper.check_options("scan", options, OPTIONS)
     return SCANRetrieval(**options)

@@ -8,7 +8,7 @@ format (``{'epoch', 'model': [img_enc, txt_enc], 'best_rsum', 'opt': argparse.Na
 ``demo_precomp_vocab.json`` (SCAN format: words seen >= 4 times in the train captions, in
 first-appearance order as SCAN's build_vocab). Loss: the official hinge triplet loss summed over all negatives (``max_violation=False``,
 stored in ``opt``); on this small data the hardest-negative variant trains more slowly.
-The loop itself is :func:`mmbench.vse.train_demo`.
+The loop itself is :func:`mmbench_vse.training.train_demo`.
 """
 
 from __future__ import annotations
@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
-from mmbench import vse
+from mmbench_vse import training
 
 from mmbench_scan.model import SCAN
 from mmbench_scan.retrieval import DATA, SCANRetrieval
@@ -36,24 +34,18 @@ def demo_opt(cross_attn: str, vocab_size: int, epochs: int) -> argparse.Namespac
         lambda_softmax=9.0 if cross_attn == "t2i" else 4.0, vocab_size=vocab_size)
 
 
-def batch_scores(model: SCAN, feats, ids, lengths) -> torch.Tensor:
-    v = model.img_enc(feats)
-    c = model.txt_enc(ids, lengths)
-    mask = torch.arange(c.size(1)).unsqueeze(0) < lengths.unsqueeze(1)
-    return model.pair_scores(v, c, mask)
-
-
 def train(cross_attn: str = "t2i", epochs: int = 3, seed: int = 0, warmup: int | None = None, out: Path | None = None):
     # kuanghuei/SCAN:train.py stores the 0-based epoch index
-    return vse.train_demo(lambda vocab_size: demo_opt(cross_attn, vocab_size, epochs), SCAN, batch_scores,
-                          out or DATA / f"demo_{cross_attn}", epochs=epochs, seed=seed, warmup=warmup, first_epoch=0)
+    return training.train_demo(lambda vocab_size: demo_opt(cross_attn, vocab_size, epochs), SCAN,
+                               training.cross_attention_scores, out or DATA / f"demo_{cross_attn}", epochs=epochs,
+                               seed=seed, warmup=warmup, first_epoch=0)
 
 
 def main(argv=None) -> None:
-    ap = vse.demo_arg_parser(__doc__, epochs=3)
-    ap.add_argument("--cross-attn", default="t2i", choices=("t2i", "i2t"))
-    args = ap.parse_args(argv)
-    vse.train_and_report(lambda: train(args.cross_attn, args.epochs, args.seed, out=args.out), SCANRetrieval)
+    training.demo_main(__doc__, argv, epochs=3,
+                       extra_args={"--cross-attn": dict(default="t2i", choices=("t2i", "i2t"))},
+                       train=lambda args: train(args.cross_attn, args.epochs, args.seed, out=args.out),
+                       load_model=SCANRetrieval)
 
 
 if __name__ == "__main__":

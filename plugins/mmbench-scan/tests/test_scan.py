@@ -10,7 +10,8 @@ import torch
 
 from mmbench.errors import DataError, PluginError, UnsafeFileError
 from mmbench.tasks.retrieval import compute_sims, evaluate
-from mmbench.vse import write_unsafe_checkpoint
+from mmbench_vse.checkpoints import write_unsafe_checkpoint
+from mmbench_vse.testing import assert_official_metrics, parity_case  # noqa: F401  (pytest fixtures)
 from mmbench_scan.retrieval import build
 
 CKPTS = ("model_best.pth.tar", "model_best_legacy_cudatag.pth.tar")

@@ -10,56 +10,36 @@ load with ``strict=True``:
 
 Scoring is vectorised over a tile of (images x captions) pairs, with padded words masked,
 instead of the official loop over captions; it gives the same numbers to float32 rounding.
+The image / text encoders and the eps-norms are SCAN's (:mod:`mmbench_vse.layers`).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-EPS = 1e-8
+from mmbench_vse.layers import EPS, EncoderImagePrecomp, l1norm, l2norm, word_mask
+from mmbench_vse.layers import EncoderText as _ScanEncoderText
+
 #: SGRAF's attention temperature is a constant in the official code (SCAN_attention(..., smooth=9.0)).
 SMOOTH = 9.0
 #: Bottom-up features have 36 regions; VisualSA's BatchNorm1d runs over the region axis.
 N_REGIONS = 36
 
+__all__ = ["EPS", "N_REGIONS", "SGRAF", "SMOOTH", "AttentionFiltration", "EncoderImage", "EncoderSimilarity",
+           "EncoderText", "GraphReasoning", "TextSA", "VisualSA", "l2norm"]
 
-def l2norm(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    # SGRAF/SCAN add eps to the norm (x / (||x|| + eps)), they do not clamp it.
-    return x / (x.pow(2).sum(dim=dim, keepdim=True).sqrt() + EPS)
-
-
-class EncoderImage(nn.Module):
-    def __init__(self, img_dim: int, embed_size: int, no_imgnorm: bool = False):
-        super().__init__()
-        self.no_imgnorm = no_imgnorm
-        self.fc = nn.Linear(img_dim, embed_size)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = self.fc(images)
-        return x if self.no_imgnorm else l2norm(x, -1)
+#: ``fc`` on every region, then l2norm (SCAN's precomp image encoder without weight norm)
+EncoderImage = EncoderImagePrecomp
 
 
-class EncoderText(nn.Module):
+class EncoderText(_ScanEncoderText):
+    """SCAN's text encoder with dropout 0.4 on the word embeddings and the GRU named ``cap_rnn``."""
+
     def __init__(self, vocab_size: int, word_dim: int, embed_size: int, num_layers: int = 1,
                  bi_gru: bool = True, no_txtnorm: bool = False):
-        super().__init__()
-        self.embed_size, self.bi_gru, self.no_txtnorm = embed_size, bi_gru, no_txtnorm
-        self.embed = nn.Embedding(vocab_size, word_dim)
-        self.dropout = nn.Dropout(0.4)
-        self.cap_rnn = nn.GRU(word_dim, embed_size, num_layers, batch_first=True, bidirectional=bi_gru)
-
-    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """(B, L) ids, (B,) lengths -> (B, max(lengths), E), zero beyond each length."""
-        x = self.dropout(self.embed(ids))
-        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        out, _ = self.cap_rnn(packed)
-        out, _ = pad_packed_sequence(out, batch_first=True)
-        if self.bi_gru:
-            half = out.size(2) // 2
-            out = (out[:, :, :half] + out[:, :, half:]) / 2
-        return out if self.no_txtnorm else l2norm(out, -1)
+        super().__init__(vocab_size, word_dim, embed_size, num_layers, bi_gru, no_txtnorm, rnn_name="cap_rnn",
+                         dropout=0.4)
 
 
 class VisualSA(nn.Module):
@@ -124,7 +104,7 @@ class AttentionFiltration(nn.Module):
     def forward(self, nodes: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         a = torch.sigmoid(self.bn(self.attn_sim_w(nodes).permute(0, 2, 1)))  # (P, 1, N)
         a = a * mask.unsqueeze(1).to(a.dtype)
-        a = a / (a.abs().sum(-1, keepdim=True) + EPS)  # SGRAF's l1norm: eps added to the sum
+        a = l1norm(a, -1)  # SGRAF's l1norm: eps added to the sum
         return l2norm(torch.matmul(a, nodes).squeeze(1), -1)
 
 
@@ -213,5 +193,5 @@ class SGRAF(nn.Module):
 
     def encode_texts(self, ids: torch.Tensor, lengths: torch.Tensor):
         c = self.txt_enc(ids, lengths)
-        mask = torch.arange(c.size(1), device=c.device).unsqueeze(0) < lengths.to(c.device).unsqueeze(1)
+        mask = word_mask(c, lengths)
         return c, mask, self.sim_enc.t_global_w(c, mask)

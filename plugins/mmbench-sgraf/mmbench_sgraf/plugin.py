@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mmbench import hookimpl, vse
+from mmbench import hookimpl
 from mmbench.specs import ModelSpec, PublishedNumber
 
 from mmbench_sgraf import __version__
@@ -28,6 +28,8 @@ def _published() -> tuple[PublishedNumber, ...]:
 
 @hookimpl
 def mmbench_models():
+    from mmbench_vse.wrapper import loader_options
+
     return [ModelSpec(
         name="sgraf",
         task="retrieval",
@@ -41,7 +43,7 @@ def mmbench_models():
             "checkpoint": "official SGRAF model_best.pth.tar (SGR or SAF; default: the shipped demo model)",
             "checkpoint2": "a second checkpoint (e.g. SAF next to an SGR checkpoint): scores are the mean of "
                            "both, as SGRAF's ensemble evaluation does",
-            **vse.loader_options(batch_size="images / captions per block (default 64)"),
+            **loader_options(batch_size="images / captions per block (default 64)"),
         },
         published=_published(),
     )]

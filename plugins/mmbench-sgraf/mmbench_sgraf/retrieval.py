@@ -8,16 +8,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmbench import vse
-from mmbench.checkpoints import official_checkpoint, parse_bool, parse_int, resolve_device
+from mmbench.checkpoints import parse_bool, parse_int, resolve_device
 from mmbench.errors import DataError
-from mmbench.text import Vocabulary, encode_captions
+from mmbench_vse import wrapper
+from mmbench_vse.checkpoints import official_checkpoint
+from mmbench_vse.vocab import Vocabulary, encode_captions
 
 from mmbench_sgraf.model import N_REGIONS, SGRAF
 
 DATA = Path(__file__).resolve().parent / "data"
 DEMO_DIR = DATA / "demo_sgr"
-DEMO_CHECKPOINT, DEMO_VOCAB = DEMO_DIR / vse.CHECKPOINT_FILE, DEMO_DIR / vse.VOCAB_FILE
+DEMO_CHECKPOINT, DEMO_VOCAB = DEMO_DIR / wrapper.CHECKPOINT_FILE, DEMO_DIR / wrapper.VOCAB_FILE
 REQUIRED_OPT = ("img_dim", "word_dim", "embed_size", "sim_dim", "vocab_size")
 #: elements of the largest (pairs x words x embed) temporary per scoring chunk (bounded memory)
 PAIR_CHUNK_ELEMENTS = 1 << 24
@@ -36,7 +37,7 @@ class SGRAFRetrieval:
     def __init__(self, checkpoint: str | None = None, vocab: str | None = None, device: str | None = None,
                  batch_size: str | int = 64, allow_unsafe_pickle: str | bool = False,
                  checkpoint2: str | None = None):
-        checkpoint, vocab = vse.checkpoint_and_vocab("sgraf", checkpoint, vocab, DEMO_DIR)
+        checkpoint, vocab = wrapper.checkpoint_and_vocab("sgraf", checkpoint, vocab, DEMO_DIR)
         self.checkpoint_path = str(checkpoint)
         self.device = torch.device(resolve_device(device))
         self.batch_size = parse_int(batch_size, option="batch_size")
@@ -56,13 +57,14 @@ class SGRAFRetrieval:
     def _load(self, checkpoint, vocab, unsafe: bool) -> tuple[dict, SGRAF]:
         opt, states, _ = official_checkpoint(checkpoint, n_modules=3, allow_unsafe_pickle=unsafe,
                                              what="SGRAF checkpoint")
-        vse.require_opt(opt, REQUIRED_OPT, checkpoint, what="SGRAF")
+        wrapper.require_opt(opt, REQUIRED_OPT, checkpoint, what="SGRAF")
         if opt.get("module_name", "SGR") not in ("SGR", "SAF"):
             raise DataError(checkpoint, f"is {opt.get('module_name')!r}", field="opt.module_name",
                             expected="SGR or SAF")
-        vse.check_vocab_size(self.vocab, vocab, opt, checkpoint=checkpoint)
+        wrapper.check_vocab_size(self.vocab, vocab, opt, checkpoint=checkpoint)
         model = SGRAF(opt)
-        vse.load_official_states(model, states, checkpoint, expected="official SGRAF [img_enc, txt_enc, sim_enc] weights")
+        wrapper.load_official_states(model, states, checkpoint,
+                                     expected="official SGRAF [img_enc, txt_enc, sim_enc] weights")
         return opt, model.to(self.device).eval()
 
     @property
@@ -71,9 +73,9 @@ class SGRAFRetrieval:
 
     @torch.no_grad()
     def encode_images(self, images) -> list[dict]:
-        vse.not_empty(images, "encode_images", plugin="sgraf")
-        feats = torch.from_numpy(vse.stack_regions(images, int(self.opt["img_dim"]), plugin="sgraf", n_regions=N_REGIONS,
-                                                   why=WHY_N_REGIONS)).to(self.device)
+        wrapper.not_empty(images, "encode_images", plugin="sgraf")
+        feats = torch.from_numpy(wrapper.stack_regions(images, int(self.opt["img_dim"]), plugin="sgraf",
+                                                       n_regions=N_REGIONS, why=WHY_N_REGIONS)).to(self.device)
         blocks = []
         for model in self.models:
             v, v_glo = model.encode_images(feats)
@@ -82,7 +84,7 @@ class SGRAFRetrieval:
 
     @torch.no_grad()
     def encode_texts(self, texts: list[str]) -> list[dict]:
-        vse.not_empty(texts, "encode_texts", plugin="sgraf")
+        wrapper.not_empty(texts, "encode_texts", plugin="sgraf")
         ids, lengths = encode_captions(self.vocab, list(texts))
         ids_t, len_t = torch.from_numpy(ids).to(self.device), torch.from_numpy(lengths)
         blocks = []
@@ -106,5 +108,5 @@ class SGRAFRetrieval:
 
 
 def build(**options: Any) -> SGRAFRetrieval:
-    vse.check_options("sgraf", options, OPTIONS)
+    wrapper.check_options("sgraf", options, OPTIONS)
     return SGRAFRetrieval(**options)

@@ -8,7 +8,7 @@ argparse.Namespace, 'Eiters'}``, the best validation rsum kept, as the official 
 does) and ``demo_precomp_vocab.json`` (SCAN format, words seen >= 4 times in train
 captions, in first-appearance order as SCAN's build_vocab). Loss: the official hinge triplet loss summed over all negatives (``max_violation=False``,
 stored in ``opt``); on this small data the hardest-negative variant trains more slowly.
-The loop itself is :func:`mmbench.vse.train_demo`.
+The loop itself is :func:`mmbench_vse.training.train_demo`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from mmbench import vse
+from mmbench_vse import training
 
 from mmbench_sgraf.model import SGRAF
 from mmbench_sgraf.retrieval import DATA, SGRAFRetrieval
@@ -42,15 +42,14 @@ def batch_scores(model: SGRAF, feats, ids, lengths) -> torch.Tensor:
 
 
 def train(module_name: str = "SGR", epochs: int = 3, seed: int = 0, warmup: int | None = None, out: Path | None = None):
-    return vse.train_demo(lambda vocab_size: demo_opt(module_name, vocab_size, epochs), SGRAF, batch_scores,
-                          out or DATA / f"demo_{module_name.lower()}", epochs=epochs, seed=seed, warmup=warmup)
+    return training.train_demo(lambda vocab_size: demo_opt(module_name, vocab_size, epochs), SGRAF, batch_scores,
+                               out or DATA / f"demo_{module_name.lower()}", epochs=epochs, seed=seed, warmup=warmup)
 
 
 def main(argv=None) -> None:
-    ap = vse.demo_arg_parser(__doc__, epochs=3)
-    ap.add_argument("--module", default="SGR", choices=("SGR", "SAF"))
-    args = ap.parse_args(argv)
-    vse.train_and_report(lambda: train(args.module, args.epochs, args.seed, out=args.out), SGRAFRetrieval)
+    training.demo_main(__doc__, argv, epochs=3, extra_args={"--module": dict(default="SGR", choices=("SGR", "SAF"))},
+                       train=lambda args: train(args.module, args.epochs, args.seed, out=args.out),
+                       load_model=SGRAFRetrieval)
 
 
 if __name__ == "__main__":

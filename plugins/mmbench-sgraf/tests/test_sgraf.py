@@ -10,7 +10,8 @@ import pytest
 from mmbench.errors import DataError, PluginError, UnsafeFileError
 from mmbench.tasks.base import ImageItem
 from mmbench.tasks.retrieval import compute_sims, evaluate
-from mmbench.vse import write_unsafe_checkpoint
+from mmbench_vse.checkpoints import write_unsafe_checkpoint
+from mmbench_vse.testing import assert_official_metrics, parity_case  # noqa: F401  (pytest fixtures)
 from mmbench_sgraf.retrieval import SGRAFRetrieval, build
 
 CKPTS = ("model_best.pth.tar", "model_best_legacy_cudatag.pth.tar")
@@ -89,7 +90,7 @@ def test_tokens_match_official(parity_dir):
     d = parity_dir / "sgraf_sgr"
     model = build(checkpoint=str(d / CKPTS[0]), vocab=str(d / "f30k_precomp_vocab.json"), device="cpu")
     entries = json.loads((d / "expected_tokens.json").read_text())
-    from mmbench.text import scan_tokens
+    from mmbench_vse.vocab import scan_tokens
 
     for e in entries:
         assert scan_tokens(e["caption"]) == e["tokens"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mmbench import hookimpl, vse
+from mmbench import hookimpl
 from mmbench.specs import ModelSpec
 
 from mmbench_vsepp import __version__
@@ -10,6 +10,8 @@ from mmbench_vsepp import __version__
 
 @hookimpl
 def mmbench_models():
+    from mmbench_vse.wrapper import loader_options
+
     return [ModelSpec(
         name="vsepp",
         task="retrieval",
@@ -22,8 +24,8 @@ def mmbench_models():
         version=__version__,
         options={
             "checkpoint": "official VSE++ model_best.pth.tar of a *_precomp run (default: the shipped demo model)",
-            **vse.loader_options(vocab="the official vocab/<data_name>_vocab.pkl (read without running code) or a "
-                                       "SCAN-format json", batch_size="images / captions per encoding batch (default 128)"),
+            **loader_options(vocab="the official vocab/<data_name>_vocab.pkl (read without running code) or a "
+                                   "SCAN-format json", batch_size="images / captions per encoding batch (default 128)"),
             "region_pool": "mean (default): average an image's region rows into one vector; none: require one",
         },
     )]

@@ -15,16 +15,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmbench import vse
-from mmbench.checkpoints import official_checkpoint, parse_bool, parse_int, resolve_device
+from mmbench.checkpoints import parse_bool, parse_int, resolve_device
 from mmbench.errors import DataError, PluginError
-from mmbench.text import Vocabulary, encode_captions
+from mmbench_vse import wrapper
+from mmbench_vse.checkpoints import official_checkpoint
+from mmbench_vse.vocab import Vocabulary, encode_captions
 
 from mmbench_vsepp.model import VSE, order_scores
 
 DATA = Path(__file__).resolve().parent / "data"
 DEMO_DIR = DATA / "demo"
-DEMO_CHECKPOINT, DEMO_VOCAB = DEMO_DIR / vse.CHECKPOINT_FILE, DEMO_DIR / vse.VOCAB_FILE
+DEMO_CHECKPOINT, DEMO_VOCAB = DEMO_DIR / wrapper.CHECKPOINT_FILE, DEMO_DIR / wrapper.VOCAB_FILE
 REQUIRED_OPT = ("img_dim", "word_dim", "embed_size", "vocab_size")
 OPTIONS = ("checkpoint", "vocab", "device", "batch_size", "allow_unsafe_pickle", "region_pool")
 MEASURES = ("cosine", "order")  # fartashf/vsepp:train.py --measure; model.py ContrastiveLoss
@@ -64,7 +65,7 @@ class VSEPPRetrieval:
 
     def __init__(self, checkpoint: str | None = None, vocab: str | None = None, device: str | None = None,
                  batch_size: str | int = 128, allow_unsafe_pickle: str | bool = False, region_pool: str = "mean"):
-        checkpoint, vocab = vse.checkpoint_and_vocab("vsepp", checkpoint, vocab, DEMO_DIR,
+        checkpoint, vocab = wrapper.checkpoint_and_vocab("vsepp", checkpoint, vocab, DEMO_DIR,
                                                      vocab_hint="a SCAN-format vocab json")
         if region_pool not in ("mean", "none"):
             raise PluginError(f"vsepp: option region_pool={region_pool!r}: expected mean or none")
@@ -75,7 +76,7 @@ class VSEPPRetrieval:
         unsafe = parse_bool(allow_unsafe_pickle, option="allow_unsafe_pickle")
         opt, states, _ = official_checkpoint(checkpoint, n_modules=2, allow_unsafe_pickle=unsafe,
                                              what="VSE++ checkpoint")
-        vse.require_opt(opt, REQUIRED_OPT, checkpoint, what="VSE++")
+        wrapper.require_opt(opt, REQUIRED_OPT, checkpoint, what="VSE++")
         # ContrastiveLoss uses order_sim only for 'order' and cosine_sim for anything else, but the
         # official evaluation (i2t/t2i) also branches on 'order' only: refuse other values by name
         if opt.get("measure", "cosine") not in MEASURES:
@@ -87,9 +88,10 @@ class VSEPPRetrieval:
                             expected="EncoderImagePrecomp weights (fc.weight, fc.bias): a *_precomp run")
         self.opt = opt
         self.vocab = Vocabulary.from_path(vocab)
-        vse.check_vocab_size(self.vocab, vocab, opt)
+        wrapper.check_vocab_size(self.vocab, vocab, opt)
         self.model = VSE(opt)
-        vse.load_official_states(self.model, states, checkpoint, expected="official VSE++ [img_enc, txt_enc] weights")
+        wrapper.load_official_states(self.model, states, checkpoint,
+                                     expected="official VSE++ [img_enc, txt_enc] weights")
         self.model.to(self.device).eval()
 
     @torch.no_grad()
@@ -119,11 +121,11 @@ class VSEPPOrderRetrieval:
         self.checkpoint_path, self.batch_size, self.measure = encoder.checkpoint_path, encoder.batch_size, "order"
 
     def encode_images(self, images) -> np.ndarray:
-        vse.not_empty(images, "encode_images", plugin="vsepp")
+        wrapper.not_empty(images, "encode_images", plugin="vsepp")
         return self.encoder.encode_images(images)
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
-        vse.not_empty(texts, "encode_texts", plugin="vsepp")
+        wrapper.not_empty(texts, "encode_texts", plugin="vsepp")
         return self.encoder.encode_texts(texts)
 
     @torch.no_grad()
@@ -139,6 +141,6 @@ class VSEPPOrderRetrieval:
 
 def build(seed: int | str = 0, **options: Any) -> VSEPPRetrieval | VSEPPOrderRetrieval:
     """``seed`` is accepted (the runner passes the run's seed) and unused: evaluation is deterministic."""
-    vse.check_options("vsepp", options, OPTIONS)
+    wrapper.check_options("vsepp", options, OPTIONS)
     model = VSEPPRetrieval(**options)
     return VSEPPOrderRetrieval(model) if model.measure == "order" else model

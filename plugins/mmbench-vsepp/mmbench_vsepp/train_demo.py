@@ -9,7 +9,7 @@ format (``{'epoch', 'model': [img_enc, txt_enc], 'best_rsum', 'opt': argparse.Na
 ``demo_precomp_vocab.json`` (SCAN-format json; official VSE++ pickles a Vocabulary object
 instead, which the plugin also reads, without unrestricted unpickling). Loss: VSE++'s hinge loss with the hardest
 negative (``max_violation``) after a warm-up of epochs summing all violations.
-The loop itself is :func:`mmbench.vse.train_demo`.
+The loop itself is :func:`mmbench_vse.training.train_demo`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from mmbench import vse
+from mmbench_vse import training
 
 from mmbench_vsepp.model import VSE
 from mmbench_vsepp.retrieval import DATA, VSEPPRetrieval
@@ -43,13 +43,13 @@ def batch_scores(model: VSE, feats, ids, lengths) -> torch.Tensor:
 
 def train(epochs: int = 20, seed: int = 0, warmup: int = 5, out: Path | None = None):
     # opt.max_violation is True: the hardest negative from epoch index `warmup` on
-    return vse.train_demo(lambda vocab_size: demo_opt(vocab_size, epochs), VSE, batch_scores, out or DATA / "demo",
-                          epochs=epochs, seed=seed, warmup=warmup, features=vse.region_mean)
+    return training.train_demo(lambda vocab_size: demo_opt(vocab_size, epochs), VSE, batch_scores, out or DATA / "demo",
+                               epochs=epochs, seed=seed, warmup=warmup, features=training.region_mean)
 
 
 def main(argv=None) -> None:
-    args = vse.demo_arg_parser(__doc__, epochs=20).parse_args(argv)
-    vse.train_and_report(lambda: train(args.epochs, args.seed, out=args.out), VSEPPRetrieval)
+    training.demo_main(__doc__, argv, epochs=20, train=lambda args: train(args.epochs, args.seed, out=args.out),
+                       load_model=VSEPPRetrieval)
 
 
 if __name__ == "__main__":

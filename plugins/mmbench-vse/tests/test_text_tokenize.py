@@ -1,4 +1,4 @@
-"""mmbench.text: the nltk-compatible word tokenizer and the SCAN-format vocabulary."""
+"""mmbench_vse.tokenize / .vocab: the nltk-compatible word tokenizer and the SCAN-format vocabulary."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import json
 import pytest
 
 from mmbench.errors import DataError
-from mmbench.text import Vocabulary, encode_captions, scan_tokens, word_tokenize
+from mmbench_vse.tokenize import word_tokenize
+from mmbench_vse.vocab import Vocabulary, encode_captions, scan_tokens
 
 # Outputs of nltk 3.10.4 ``word_tokenize(text, preserve_line=True)``, pinned so this test fails
 # without nltk installed too.

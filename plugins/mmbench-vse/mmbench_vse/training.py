@@ -1,15 +1,13 @@
-"""Shared training and scoring plumbing for VSE-family region-feature retrieval models.
+"""Training plumbing shared by VSE-family region-feature retrieval models (SGRAF, SCAN, VSE++, IMRAM).
 
-The first-party SGRAF, SCAN and VSE++ plugins (and any plugin of the same family) share:
-the VSE++ hinge loss, the SCAN-format vocabulary built from captions, the seeded demo
+The VSE++ hinge loss, the SCAN-format vocabulary built from captions, the seeded demo
 training loop over the demo dataset's region features with validation rsum and
-best-checkpoint saving in the official ``model_best.pth.tar`` layout, and the option /
-input checks of their mmbench model wrappers. What differs between the models (the option
-set, the network, how a batch is scored, how image features are formed) is passed in.
-:func:`write_unsafe_checkpoint` crafts a code-running checkpoint for loader tests.
+best-checkpoint saving in the official ``model_best.pth.tar`` layout, and the command line
+of a plugin's ``train_demo`` script. What differs between the models (the option set, the
+network, how a batch is scored, how image features are formed) is passed in.
 
 Cheap to import: numpy, torch, the vocabulary and the demo data are imported inside the
-functions that need them, so a plugin's hook module may use the option helpers at CLI startup.
+functions that need them.
 """
 
 from __future__ import annotations
@@ -17,112 +15,23 @@ from __future__ import annotations
 import argparse
 import collections
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from mmbench.errors import DataError, PluginError
+from mmbench_vse.wrapper import CHECKPOINT_FILE, VOCAB_FILE
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from mmbench.text import Vocabulary
+    from mmbench_vse.vocab import Vocabulary
 
-CHECKPOINT_FILE = "model_best.pth.tar"
-VOCAB_FILE = "demo_precomp_vocab.json"
+__all__ = ["CHECKPOINT_FILE", "VOCAB_FILE", "BatchScores", "build_vocab", "contrastive_loss", "cross_attention_scores",
+           "demo_arg_parser", "demo_main", "region_mean", "region_stack", "train_and_report", "train_demo",
+           "val_rsum"]
 
-# --- options and inputs of the model wrappers -------------------------------------------
-
-#: ModelSpec option help shared by the loaders of official checkpoints
-DEVICE_HELP = "cpu | cuda | cuda:N (default: cuda when available, else cpu)"
-UNSAFE_PICKLE_HELP = "true to load a checkpoint the restricted loader refuses (trusted files only)"
-SCAN_VOCAB_HELP = "the SCAN-format <data_name>_vocab.json the checkpoint was trained with"
-
-
-def loader_options(*, vocab: str = SCAN_VOCAB_HELP, batch_size: str) -> dict[str, str]:
-    """The ``vocab``, ``device``, ``batch_size``, ``allow_unsafe_pickle`` entries of a ModelSpec's options."""
-    return {"vocab": vocab, "device": DEVICE_HELP, "batch_size": batch_size, "allow_unsafe_pickle": UNSAFE_PICKLE_HELP}
-
-
-def check_options(plugin: str, options: dict, known: Sequence[str]) -> None:
-    """PluginError listing ``known`` (in the given order) when ``options`` has a key outside it."""
-    bad = sorted(set(options) - set(known))
-    if bad:
-        raise PluginError(f"{plugin}: unknown option(s) {bad}; known: {', '.join(known)}")
-
-
-def checkpoint_and_vocab(plugin: str, checkpoint, vocab, demo_dir: Path, *,
-                         vocab_hint: str = "the <data_name>_vocab.json it was trained with") -> tuple:
-    """Both paths as given, or the shipped demo model's pair when neither is given."""
-    if checkpoint is None and vocab is None:
-        return demo_dir / CHECKPOINT_FILE, demo_dir / VOCAB_FILE
-    if checkpoint is None or vocab is None:
-        raise PluginError(f"{plugin}: give both checkpoint=PATH (model_best.pth.tar) and vocab=PATH "
-                          f"({vocab_hint}), or neither for the demo model")
-    return checkpoint, vocab
-
-
-def require_opt(opt: dict, keys: Sequence[str], checkpoint, *, what: str) -> None:
-    """DataError naming the checkpoint when its ``opt`` lacks any of ``keys``."""
-    missing = [k for k in keys if k not in opt]
-    if missing:
-        raise DataError(checkpoint, f"lacks {missing}", field="opt", expected=f"{what} training options")
-
-
-def check_vocab_size(vocab, vocab_path, opt: dict, *, checkpoint=None) -> None:
-    """DataError naming the vocabulary file when its size is not the checkpoint's ``opt.vocab_size``.
-
-    ``checkpoint``: name it in the message (where several checkpoints share one vocabulary).
-    """
-    if len(vocab) != int(opt["vocab_size"]):
-        whose = f"the checkpoint {checkpoint} has opt.vocab_size" if checkpoint else "the checkpoint's opt.vocab_size is"
-        raise DataError(vocab_path, f"has {len(vocab)} words but {whose} {opt['vocab_size']}", field="word2idx",
-                        expected="the vocabulary the model was trained with")
-
-
-def load_official_states(model, states: list[dict], checkpoint, *, expected: str) -> None:
-    """``model.load_official(states)``, a shape/name mismatch raised as DataError naming the file."""
-    try:
-        model.load_official(states)
-    except RuntimeError as exc:
-        raise DataError(checkpoint, f"state_dicts do not fit the architecture built from opt: {exc}",
-                        field="model", expected=expected) from None
-
-
-def not_empty(items, what: str, *, plugin: str) -> None:
-    """PluginError for an empty batch given to a cross-attention encoder."""
-    if len(items) == 0:
-        raise PluginError(f"{plugin}: {what}() got an empty batch (a cross-attention block needs at least one item)")
-
-
-def stack_regions(images, img_dim: int, *, plugin: str, n_regions: int | None = None, why: str = "") -> np.ndarray:
-    """(B, R, D) float32 from ImageItems' region features, with clear errors.
-
-    ``n_regions`` fixes R (``why``, appended to the error, says which layer needs it).
-    """
-    import numpy as np
-
-    out = []
-    for im in images:
-        r = getattr(im, "regions", None)
-        if r is None:
-            raise PluginError(f"{plugin}: image {im.id!r} has no region features (it offers "
-                              f"{sorted(im.forms)}); {plugin} takes the 'regions' input form")
-        r = np.asarray(r, dtype=np.float32)
-        if r.ndim != 2 or r.shape[1] != img_dim or (n_regions is not None and r.shape[0] != n_regions):
-            want = f"({n_regions if n_regions else 'R'}, {img_dim})"
-            raise DataError(None, f"image {im.id!r}: region features have shape {tuple(r.shape)}",
-                            field="regions", expected=f"{want} to fit this {plugin} checkpoint" + why)
-        out.append(r)
-    if len({r.shape[0] for r in out}) > 1:
-        raise DataError(None, "images in one batch have different region counts", field="regions",
-                        expected="the same number of regions for every image")
-    return np.stack(out) if out else np.zeros((0, n_regions or 0, img_dim), np.float32)
-
-
-# --- training ----------------------------------------------------------------------------
 
 def build_vocab(captions: Iterable[str], threshold: int = 4) -> Vocabulary:
     """SCAN's build_vocab: words seen >= ``threshold`` times (SCAN tokens), in first-appearance order."""
-    from mmbench.text import Vocabulary, scan_tokens
+    from mmbench_vse.vocab import Vocabulary, scan_tokens
 
     counts = collections.Counter(w for c in captions for w in scan_tokens(c))
     return Vocabulary.from_words(w for w, n in counts.items() if n >= threshold)
@@ -163,12 +72,31 @@ def region_mean(images) -> np.ndarray:
 BatchScores = Callable[[Any, Any, Any, Any], Any]
 
 
+def cross_attention_scores(model, feats, ids, lengths, *, no_grad_chunk: int | None = None):
+    """:data:`BatchScores` of a SCAN-style model (``img_enc``, ``txt_enc``, ``pair_scores(v, c, mask)``).
+
+    ``no_grad_chunk``: without autograd (validation scores a whole split in one call), score
+    that many captions at a time to bound the memory.
+    """
+    import torch
+
+    from mmbench_vse.layers import word_mask
+
+    v = model.img_enc(feats)
+    c = model.txt_enc(ids, lengths)
+    mask = word_mask(c, lengths)
+    if no_grad_chunk is None or torch.is_grad_enabled():
+        return model.pair_scores(v, c, mask)
+    step = no_grad_chunk
+    return torch.cat([model.pair_scores(v, c[t:t + step], mask[t:t + step]) for t in range(0, c.size(0), step)], 1)
+
+
 def val_rsum(model, vocab: Vocabulary, data, batch_scores: BatchScores, features=region_stack) -> float:
     """rsum of ``model`` (switched to eval mode) on all of ``data`` scored in one block."""
     import torch
 
     from mmbench.metrics.retrieval import ranks_from_sims, summarize
-    from mmbench.text import encode_captions
+    from mmbench_vse.vocab import encode_captions
 
     model.eval()
     with torch.no_grad():
@@ -199,7 +127,7 @@ def train_demo(make_opt: Callable[[int], argparse.Namespace], make_model: Callab
     import torch
 
     from mmbench.datasets.demo import load
-    from mmbench.text import encode_captions
+    from mmbench_vse.vocab import encode_captions
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -278,36 +206,16 @@ def train_and_report(train: Callable[[], tuple[Path, float]], load_model: Callab
           f"test rsum {summarize(i2t, t2i)['rsum']:.1f} (chance about 16)")
 
 
-# --- test aid for plugin authors ---------------------------------------------------------
+def demo_main(doc: str, argv, *, epochs: int, train: Callable[[argparse.Namespace], tuple[Path, float]],
+              load_model: Callable[..., Any], extra_args: dict[str, dict] | None = None) -> None:
+    """A plugin's ``python -m <plugin>.train_demo``: parse, train, report.
 
-class _RunsCommand:
-    """Unpickling this runs a shell command: what a restricted loader must refuse."""
-
-    def __init__(self, command: str):
-        self.command = command
-
-    def __reduce__(self):
-        import os
-
-        return (os.system, (self.command,))
-
-
-def write_unsafe_checkpoint(path, marker, *, n_modules: int = 2, field: str = "opt", legacy: bool = False) -> Path:
-    """Write an official-layout ``model_best.pth.tar`` that would create ``marker`` if fully unpickled.
-
-    ``{'epoch', 'model': n_modules empty state_dicts, 'best_rsum', 'opt', 'Eiters'}`` with
-    ``field`` replaced by an object whose unpickling calls ``os.system('touch <marker>')``;
-    ``legacy=True`` writes torch's pre-1.6 format. A loader test asserts that loading is
-    refused (``UnsafeFileError`` naming ``system``) and that ``marker`` does not exist.
+    The command line is :func:`demo_arg_parser`'s (``--epochs`` defaulting to ``epochs``)
+    plus ``extra_args`` (``{flag: add_argument keywords}``); ``train(args)`` trains and
+    returns ``(out, best_rsum)``; :func:`train_and_report` prints the written model's test rsum.
     """
-    import shlex
-
-    import torch
-
-    ckpt: dict[str, Any] = {"epoch": 0, "model": [{} for _ in range(n_modules)], "best_rsum": 0.0, "opt": {},
-                            "Eiters": 0}
-    if field not in ckpt:
-        raise ValueError(f"field {field!r}: expected one of {sorted(ckpt)}")
-    ckpt[field] = _RunsCommand(f"touch {shlex.quote(str(marker))}")
-    torch.save(ckpt, path, _use_new_zipfile_serialization=not legacy)
-    return Path(path)
+    ap = demo_arg_parser(doc, epochs=epochs)
+    for flag, kwargs in (extra_args or {}).items():
+        ap.add_argument(flag, **kwargs)
+    args = ap.parse_args(argv)
+    train_and_report(lambda: train(args), load_model)

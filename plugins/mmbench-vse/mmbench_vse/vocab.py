@@ -18,7 +18,7 @@ from typing import Iterable
 import numpy as np
 
 from mmbench.errors import DataError, UnsafeFileError
-from mmbench.text.tokenize import word_tokenize
+from mmbench_vse.tokenize import word_tokenize
 
 SPECIALS = ("<pad>", "<start>", "<end>", "<unk>")
 
