@@ -34,6 +34,27 @@ OPTIONS = (
 )
 
 
+
+@dataclass(frozen=True)
+class RetrievalProtocol:
+    """A published retrieval protocol: how many test images, folds, captions per image (PROTOCOLS.md section 1)."""
+
+    name: str
+    images: int
+    folds: int = 1
+    captions_per_image: int = 5
+    description: str = ""
+
+
+#: the one table of retrieval protocols: ``mmbench score retrieval``, the Karpathy and precomp adapters read it
+PROTOCOLS = {p.name: p for p in (
+    RetrievalProtocol("flickr30k-1k", 1000, 1, 5, "Flickr30k Karpathy test: 1000 images x 5000 captions"),
+    RetrievalProtocol("coco-5k", 5000, 1, 5, "COCO Karpathy test: one 5000 x 25000 matrix"),
+    RetrievalProtocol("coco-1k-5fold", 5000, 5, 5, "COCO Karpathy test: 5 contiguous folds of 1000 images, "
+                                                   "metrics averaged over folds"),
+)}
+
+
 @dataclass
 class RetrievalData:
     """N images, T captions; caption j belongs to image ``text_image[j]``.
