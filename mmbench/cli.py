@@ -42,11 +42,9 @@ def eval_cmd(
                                                        help="Dataset option key=value (repeatable)."),
     task_option: Optional[List[str]] = typer.Option(
         None, "--task-option", "-T",
-        help="Task option key=value: ties=pessimistic|optimistic and memory_budget_mb=512 (retrieval: working "
-             "memory for similarities, dual and cross-attention scorers); "
-             "tokenizer=python|ptb|whitespace (captioning; python, the Java-free PTB equivalent, is the "
-             "default, ptb runs the Java reference); threshold=0.5 and convention=continuous|inclusive|giou "
-             "(grounding)."),
+        help="Task option key=value (repeatable), declared by the plugin's task kind, e.g. ties=optimistic "
+             "(retrieval), tokenizer=ptb (captioning), threshold=0.7 (grounding). `mmbench tasks` lists every "
+             "kind's options with their defaults."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Batch size (default: the plugin's)."),
     seed: int = typer.Option(0, "--seed", help="Seed for numpy/torch and the bootstrap."),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for CIs (0 disables)."),

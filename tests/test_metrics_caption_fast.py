@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 
 import numpy as np
 import pytest
@@ -245,3 +246,21 @@ def test_unknown_impl():
 
     with pytest.raises(MMBenchError, match="metrics implementation"):
         cap.caption_scores({"1": ["a"]}, {"1": "a"}, tokenizer="whitespace", metrics_impl="turbo")
+
+
+@pytest.mark.java
+def test_eval_task_options_metrics_impl_fast_and_reference_record_identical_numbers():
+    """``-T metrics_impl=reference`` runs pycocoevalcap's scorers inside ``mmbench eval``; the default fast path
+    records the same metrics and per-image scores (nn-caption on the demo test split)."""
+    from mmbench.runner import EvalConfig, run_eval
+
+    if shutil.which("java") is None:
+        pytest.skip("needs Java (METEOR)")
+    fast = run_eval("nn-caption", "demo", EvalConfig(bootstrap=0, show_progress=False))
+    ref = run_eval("nn-caption", "demo", EvalConfig(bootstrap=0, show_progress=False,
+                                                     task_options={"metrics_impl": "reference", "meteor_jobs": "1"}))
+    assert ref.details["metrics_impl"] == "reference" and fast.details["metrics_impl"] == "fast"
+    assert ref.config["task_options"] == {"metrics_impl": "reference", "meteor_jobs": 1}
+    assert set(fast.metrics) == {"Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr"}
+    assert fast.metrics == ref.metrics
+    assert fast.per_sample == ref.per_sample

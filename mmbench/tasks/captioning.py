@@ -16,6 +16,11 @@ from mmbench.tasks.base import DatasetMeta, ImageItem, MetricInfo, TaskKind, Tas
     progress_bar, timed
 
 OPTIONS = (
+    TaskOption("metrics_impl", str, "fast", "fast (mmbench's vectorised BLEU / ROUGE-L / CIDEr-D, identical to "
+               "pycocoevalcap, METEOR over parallel JVMs; default) or reference (pycocoevalcap's own scorers)",
+               choices=("fast", "reference")),
+    TaskOption("meteor_jobs", int, 0, "METEOR JVMs (0: one per idle core with >= 1000 images each; fast only)",
+               low=-1),
     TaskOption("tokenizer", str, "python", "python (Java-free PTB equivalent, default), ptb (the Java reference) "
                "or whitespace", choices=("python", "ptb", "whitespace")),
 )
@@ -43,11 +48,14 @@ class Captioner(Protocol):
 
 
 def evaluate(model: Any, data: CaptioningData, *, batch_size: int | None = 32, show_progress: bool = True,
-             name: str = "", tokenizer: str = "python") -> TaskResult:
-    """Caption every image, then score with pycocoevalcap's scorers.
+             name: str = "", tokenizer: str = "python", metrics_impl: str = "fast",
+             meteor_jobs: int = 0) -> TaskResult:
+    """Caption every image, then score with pycocoevalcap's numbers.
 
     ``tokenizer``: "python" (default; Java-free, token-identical to the PTB step on all COCO
-    val2017 captions), "ptb" (the Java reference) or "whitespace".
+    val2017 captions), "ptb" (the Java reference) or "whitespace". ``metrics_impl``: "fast"
+    (default: mmbench's vectorised scorers, identical to pycocoevalcap, METEOR over ``meteor_jobs``
+    parallel JVMs, 0 = automatic) or "reference" (pycocoevalcap's own scorers).
     """
     timings: dict[str, float] = {}
     batch_size = batch_size or 32
@@ -67,11 +75,13 @@ def evaluate(model: Any, data: CaptioningData, *, batch_size: int | None = 32, s
     if len(set(ids)) != len(ids):
         raise DataError(None, "duplicate image ids in captioning data", field="id")
     with timed(timings, "metrics"):
-        sc = caption_scores(dict(zip(ids, data.references)), dict(zip(ids, preds)), tokenizer=tokenizer)
+        sc = caption_scores(dict(zip(ids, data.references)), dict(zip(ids, preds)), tokenizer=tokenizer,
+                            metrics_impl=metrics_impl, meteor_jobs=int(meteor_jobs) or None)
     order = sc["ids"]
     return TaskResult(
         metrics=sc["metrics"], per_sample=sc["per_image"], sample_ids={"image": order},
-        details={"unavailable": sc["unavailable"], "tokenizer": tokenizer, "n_images": len(ids),
+        details={"unavailable": sc["unavailable"], "tokenizer": tokenizer, "metrics_impl": metrics_impl,
+                 "n_images": len(ids),
                  "bootstrap_unit": "image (BLEU from per-image sufficient statistics; CIDEr document "
                                    "frequencies fixed to the full evaluated reference set)",
                  "predictions": [{"image_id": i, "caption": c} for i, c in zip(ids, preds)]},
