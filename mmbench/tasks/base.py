@@ -317,10 +317,18 @@ class TaskKind:
     scaffold_description: str = ""
     scaffold_template: str = ""
 
+    #: the module-level evaluate loop the default :meth:`evaluate` calls (``staticmethod(evaluate)``)
+    evaluate_loop: Any = None
+    #: the module with the metrics' one definition (``unit_stats``, ``compute``) the defaults delegate to
+    metrics_module: Any = None
+
     # ---------------------------------------------------------------- evaluation
     def evaluate(self, model: Any, data: Any, *, batch_size: int | None = None, show_progress: bool = True,
                  name: str = "", **options: Any) -> TaskResult:
-        raise NotImplementedError
+        if self.evaluate_loop is None:
+            raise NotImplementedError(f"task kind {self.name!r} defines no evaluate loop")
+        return self.evaluate_loop(model, data, batch_size=batch_size or self.default_batch_size,
+                                  show_progress=show_progress, name=name, **options)
 
     def n_samples(self, data: Any) -> int:
         for attr in ("samples", "images"):
@@ -334,12 +342,16 @@ class TaskKind:
     # ---------------------------------------------------------------- metrics: one definition
     def unit_stats(self, per_sample: dict) -> tuple[int, Any]:
         """(number of resampling units, the per-unit sufficient statistics) from a record's per_sample."""
-        raise NotImplementedError
+        if self.metrics_module is None:
+            raise NotImplementedError(f"task kind {self.name!r} defines no unit_stats")
+        return self.metrics_module.unit_stats(per_sample)
 
     def compute(self, stats: Any, weights: Any = None) -> dict[str, float]:
         """Every recomputable corpus metric from the statistics, each unit counted ``weights[i]`` times
         (None: once). The evaluate loop's values are ``compute(stats)``; the bootstrap resamples weights."""
-        raise NotImplementedError
+        if self.metrics_module is None:
+            raise NotImplementedError(f"task kind {self.name!r} defines no compute")
+        return self.metrics_module.compute(stats, weights)
 
     def canonical_metric(self, metric: str) -> str:
         """The key ``metric`` has in :meth:`compute`'s output (e.g. grounding's ``acc@0.5`` is ``acc``)."""

@@ -111,21 +111,11 @@ class Captioning(TaskKind):
     unit = "image"
     conventions = ("tokenizer",)
     default_batch_size = 32
+    evaluate_loop = staticmethod(evaluate)
+    metrics_module = M
     scaffold_description = "Scaffolded captioner (names the dominant palette colours)."
     scaffold_template = "captioning"
 
-    def evaluate(self, model, data, *, batch_size=None, show_progress=True, name="", **options):
-        return evaluate(model, data, batch_size=batch_size or self.default_batch_size, show_progress=show_progress,
-                        name=name, **options)
-
-    def n_samples(self, data) -> int:
-        return len(data.images)
-
-    def unit_stats(self, per_sample):
-        return M.unit_stats(per_sample)
-
-    def compute(self, stats, weights=None):
-        return M.compute(stats, weights)
 
     def limit(self, data, n):
         return CaptioningData(images=list(data.images[:n]), references=list(data.references[:n]), meta=data.meta)

@@ -117,21 +117,11 @@ class Classification(TaskKind):
     per_sample_units = {k: "sample" for k in ("label", "pred", "correct", "n_classes")}
     unit = "sample"
     default_batch_size = 256
+    evaluate_loop = staticmethod(evaluate)
+    metrics_module = M
     scaffold_description = "Scaffolded classifier (nearest class-mean colour histogram)."
     scaffold_template = "classification"
 
-    def evaluate(self, model, data, *, batch_size=None, show_progress=True, name="", **options):
-        return evaluate(model, data, batch_size=batch_size or self.default_batch_size, show_progress=show_progress,
-                        name=name, **options)
-
-    def n_samples(self, data) -> int:
-        return len(data.samples)
-
-    def unit_stats(self, per_sample):
-        return M.unit_stats(per_sample)
-
-    def compute(self, stats, weights=None):
-        return M.compute(stats, weights)
 
     def limit(self, data, n):
         return ClassificationData(samples=list(data.samples[:n]), classes=list(data.classes), meta=data.meta,

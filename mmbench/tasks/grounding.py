@@ -123,21 +123,11 @@ class Grounding(TaskKind):
     unit = "sample"
     conventions = ("iou_convention", "threshold")
     default_batch_size = 32
+    evaluate_loop = staticmethod(evaluate)
+    metrics_module = M
     scaffold_description = "Scaffolded grounder (boxes the pixels of the named colour)."
     scaffold_template = "grounding"
 
-    def evaluate(self, model, data, *, batch_size=None, show_progress=True, name="", **options):
-        return evaluate(model, data, batch_size=batch_size or self.default_batch_size, show_progress=show_progress,
-                        name=name, **options)
-
-    def n_samples(self, data) -> int:
-        return len(data.samples)
-
-    def unit_stats(self, per_sample):
-        return M.unit_stats(per_sample)
-
-    def compute(self, stats, weights=None):
-        return M.compute(stats, weights)
 
     def canonical_metric(self, metric: str) -> str:
         return "acc" if metric.startswith("acc@") else metric

@@ -412,21 +412,11 @@ class Retrieval(TaskKind):
     unit = "image"
     conventions = ("ties",)
     default_batch_size = 64
+    evaluate_loop = staticmethod(evaluate)
+    metrics_module = M
     scaffold_description = "Scaffolded dual encoder (palette-colour histogram vs named colours)."
     scaffold_template = "retrieval"
 
-    def evaluate(self, model, data, *, batch_size=None, show_progress=True, name="", **options):
-        return evaluate(model, data, batch_size=batch_size or self.default_batch_size, show_progress=show_progress,
-                        name=name, **options)
-
-    def n_samples(self, data) -> int:
-        return len(data.images)
-
-    def unit_stats(self, per_sample):
-        return M.unit_stats(per_sample)
-
-    def compute(self, stats, weights=None):
-        return M.compute(stats, weights)
 
     def limit(self, data, n):
         n = min(n, len(data.images))
