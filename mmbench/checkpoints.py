@@ -103,22 +103,13 @@ def load_checkpoint(path: str | Path, *, allow_unsafe_pickle: bool = False, what
 
 # --- option parsing shared by checkpoint-loading plugins -------------------------------------
 
-_TRUE = {"1", "true", "yes", "on", "y", "t"}
-_FALSE = {"0", "false", "no", "off", "n", "f", ""}
-
-
 def parse_bool(value: Any, *, option: str) -> bool:
-    """A ``--option key=value`` string (or bool) as a bool; PluginError naming the option otherwise."""
+    """A ``--option key=value`` string (or bool) as a bool (:func:`mmbench.options.parse_bool`);
+    PluginError naming the option otherwise."""
     from mmbench.errors import PluginError
+    from mmbench.options import parse_bool as _parse_bool
 
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise PluginError(f"option {option}={value!r}: expected true or false")
+    return _parse_bool(value, option=option, error=PluginError)
 
 
 def parse_int(value: Any, *, option: str, minimum: int = 1) -> int:

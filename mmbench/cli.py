@@ -55,6 +55,12 @@ def eval_cmd(
         False, "--allow-overlap",
         help="Fit a model (one with fit()) even when its train/val data overlaps the evaluated split "
              "(same image files, features or ids). Refused by default; recorded in the run record."),
+    isolate: bool = typer.Option(
+        True, "--isolate/--no-isolate",
+        help="Run each (plugin, dataset) pair in a child process, so a plugin that calls os._exit(), crashes "
+             "the interpreter or hangs ends as a failed run and the other runs go on (default on)."),
+    timeout: Optional[float] = typer.Option(
+        None, "--timeout", help="Stop a run after this many seconds: a failed run, recorded (default: no limit)."),
 ):
     """Evaluate plugin(s) on dataset(s); write one run record per run and print a leaderboard.
 
@@ -80,7 +86,12 @@ def eval_cmd(
                          options=parse_options(option), dataset_options=parse_options(dataset_option, "--dataset-option"),
                          task_options=parse_options(task_option, "--task-option"),
                          batch_size=batch_size, seed=seed, bootstrap=bootstrap, show_progress=not no_progress,
-                         allow_overlap=allow_overlap)
+                         allow_overlap=allow_overlap, isolate=isolate, timeout=timeout)
+        if timeout is not None and not timeout > 0:
+            from mmbench.errors import UsageError
+
+            raise UsageError(f"--timeout {timeout:g}: a run needs more than 0 seconds")
+        records.check_writable(out)  # an --out that is a file or read-only is found before any run
         reg = _registry()
         for p in plugin:  # unknown names fail before any run starts
             reg.model(p)

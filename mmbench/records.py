@@ -57,14 +57,9 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], path: str | Path | None = None) -> "RunRecord":
-        if not isinstance(d, dict):
-            raise DataError(path, "a run record must be a JSON object", expected=f"schema {SCHEMA}")
-        schema = d.get("schema")
-        if schema != SCHEMA:
-            raise DataError(path, f"unsupported record schema {schema!r}", field="schema", expected=repr(SCHEMA))
-        for req in ("task", "plugin", "dataset"):
-            if req not in d:
-                raise DataError(path, "missing field", field=req, expected="a run record written by mmbench eval")
+        """A record from its JSON object; every field a report reads is type-checked first
+        (:func:`validate`): a hand-edited or truncated record is a DataError naming the file and field."""
+        validate(d, path)
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in d.items() if k in known})
 
@@ -173,10 +168,110 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def unserialisable(obj: Any, where: str = "details") -> str:
+    """'' when ``obj`` can be written to a record, else the first offending path and type."""
+    import numpy as np
+
+    if obj is None or isinstance(obj, (str, bool, int, float, np.integer, np.floating, Path)):
+        return ""
+    if isinstance(obj, np.ndarray):
+        return "" if obj.dtype.kind in "biuf" else f"{where} is a numpy array of dtype {obj.dtype}"
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if not isinstance(k, (str, int, float, bool)) and k is not None:
+                return f"{where} has a key of type {type(k).__name__}"
+            bad = unserialisable(v, f"{where}.{k}")
+            if bad:
+                return bad
+        return ""
+    if isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            bad = unserialisable(v, f"{where}[{i}]")
+            if bad:
+                return bad
+        return ""
+    return f"{where} is a {type(obj).__name__}"
+
+
+def _finite(obj: Any, where: str, found: list[str]) -> Any:
+    """``obj`` with every NaN / infinite float replaced by None (JSON has no NaN); paths go to ``found``."""
+    import math
+
+    if isinstance(obj, float):
+        if math.isfinite(obj):
+            return obj
+        found.append(where)
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v, f"{where}.{k}" if where else str(k), found) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v, f"{where}[{i}]", found) for i, v in enumerate(obj)]
+    return obj
+
+
+def to_json(record: RunRecord) -> str:
+    """The record as strict JSON: NaN / infinity (which JSON cannot hold; ``json`` would write ``NaN``)
+    become null, and the record says where (``details.non_finite``)."""
+    found: list[str] = []
+    d = json.loads(json.dumps(record.to_dict(), default=_json_default))  # numpy scalars -> plain
+    d = _finite(d, "", found)
+    if found:
+        d.setdefault("details", {})["non_finite"] = found[:50] + ([f"... {len(found) - 50} more"] if len(found) > 50
+                                                                  else [])
+    return json.dumps(d, indent=1, sort_keys=False, allow_nan=False)
+
+
+def check_writable(out_dir: str | Path) -> Path:
+    """Refuse, before any run starts, an ``--out`` that is a file or a folder that cannot be written.
+
+    Nothing is created: a missing folder is checked through its nearest existing parent.
+    Temporary files of record writes killed half-way (older than an hour) are removed.
+    """
+    import time
+
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise DataError(out, "--out names a file, not a folder", expected="a folder for the run records")
+    probe_dir = out
+    while not probe_dir.exists() and probe_dir != probe_dir.parent:
+        probe_dir = probe_dir.parent
+    if not probe_dir.is_dir():
+        raise DataError(out, f"{probe_dir} is a file, so the folder cannot be created",
+                        expected="a folder for the run records (--out)")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".mmbench-write-check.", dir=probe_dir)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise DataError(out, f"cannot write run records there: {exc.strerror or exc}",
+                        expected="a writable folder (--out)") from None
+    if out.is_dir():
+        for stale in out.glob(".*.json.*.tmp"):
+            try:
+                if stale.stat().st_mtime < time.time() - 3600:
+                    stale.unlink()
+            except OSError:
+                pass
+    return out
+
+
 def save(record: RunRecord, out_dir: str | Path) -> Path:
-    """Write ``record`` atomically into ``out_dir``; returns the file path."""
-    return atomic_write_text(Path(out_dir) / record.filename(),
-                             json.dumps(record.to_dict(), indent=1, sort_keys=False, default=_json_default))
+    """Write ``record`` atomically into ``out_dir``; returns the file path.
+
+    When the folder cannot be written (disk full, permissions changed during the run), the finished
+    record is not lost: it goes to a fallback folder in the system temp directory, and the path says so.
+    """
+    text = to_json(record)
+    try:
+        return atomic_write_text(Path(out_dir) / record.filename(), text)
+    except OSError as exc:
+        fallback = Path(tempfile.gettempdir()) / "mmbench-unsaved-records"
+        path = atomic_write_text(fallback / record.filename(), text)
+        import warnings
+
+        warnings.warn(f"could not write the run record to {out_dir} ({exc.strerror or exc}); it was saved to "
+                      f"{path} instead", RuntimeWarning, stacklevel=2)
+        return path
 
 
 def _json_default(o: Any):
@@ -193,29 +288,193 @@ def _json_default(o: Any):
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
+#: how deep a record's JSON may nest (mmbench writes at most a handful of levels)
+MAX_DEPTH = 64
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _float_ok(v) -> bool:
+    try:
+        float(v)
+    except OverflowError:
+        return False
+    return True
+
+
+def _walk_limits(d: Any, path) -> None:
+    """Refuse nesting deeper than MAX_DEPTH and integers no float can hold, anywhere in the record
+    (iteratively: a deep record must not exhaust the stack of whoever reads it)."""
+    stack: list[tuple[Any, str, int]] = [(d, "", 0)]
+    while stack:
+        obj, where, depth = stack.pop()
+        if isinstance(obj, dict):
+            if depth >= MAX_DEPTH:
+                raise DataError(path, f"nested deeper than {MAX_DEPTH} levels", field=where or None,
+                                expected="a run record written by mmbench eval")
+            stack.extend((v, f"{where}.{k}" if where else str(k), depth + 1) for k, v in obj.items())
+        elif isinstance(obj, list):
+            if depth >= MAX_DEPTH:
+                raise DataError(path, f"nested deeper than {MAX_DEPTH} levels", field=where or None,
+                                expected="a run record written by mmbench eval")
+            stack.extend((v, f"{where}[{i}]", depth + 1) for i, v in enumerate(obj) if isinstance(v, (dict, list, int)))
+        elif isinstance(obj, int) and not isinstance(obj, bool) and not _float_ok(obj):
+            raise DataError(path, f"an integer of {len(str(abs(obj)))} digits, beyond any float", field=where or None,
+                            expected="a number a float can hold")
+
+
+def validate(d: Any, path: str | Path | None = None) -> None:
+    """Check the types of every field reports read; raise DataError naming the file and field.
+
+    Values are not judged here (a metric may be null or even text: reports show it as missing and
+    gates fail it), only the shapes code relies on: objects where objects are read, lists of two
+    numbers for a confidence interval, strings for names, and so on.
+    """
+    def bad(field_name: str, expected: str, got: Any):
+        raise DataError(path, f"wrong type: got {_type_name(got)}", field=field_name, expected=expected)
+
+    if not isinstance(d, dict):
+        raise DataError(path, f"a run record must be a JSON object, got {_type_name(d)}", expected=f"schema {SCHEMA}")
+    schema = d.get("schema")
+    if schema != SCHEMA:
+        raise DataError(path, f"unsupported record schema {schema!r}"[:300], field="schema", expected=repr(SCHEMA))
+    for req in ("task", "plugin", "dataset"):
+        if req not in d:
+            raise DataError(path, "missing field", field=req, expected="a run record written by mmbench eval")
+    _walk_limits(d, path)
+    for name in ("task", "status", "run_id", "created"):
+        if name in d and not isinstance(d[name], str):
+            bad(name, "a string", d[name])
+    if d.get("status", "ok") not in ("ok", "failed"):
+        raise DataError(path, f"unknown status {str(d['status'])[:80]!r}", field="status", expected="'ok' or 'failed'")
+    if "error" in d and d["error"] is not None and not isinstance(d["error"], str):
+        bad("error", "a string", d["error"])
+    objects = ("plugin", "dataset", "metrics", "ci", "details", "per_sample", "sample_ids", "per_sample_units",
+               "timings", "environment", "config")
+    for name in objects:
+        if name in d and not isinstance(d[name], dict):
+            bad(name, "a JSON object", d[name])
+    plugin, dataset = d["plugin"], d["dataset"]
+    for k in ("name", "version", "package"):
+        if plugin.get(k) is not None and not isinstance(plugin[k], str):
+            bad(f"plugin.{k}", "a string", plugin[k])
+    for k in ("name", "split", "protocol", "fingerprint", "data_fingerprint", "task"):
+        if dataset.get(k) is not None and not isinstance(dataset[k], str):
+            bad(f"dataset.{k}", "a string", dataset[k])
+    if dataset.get("n_samples") is not None and not _is_num(dataset["n_samples"]):
+        bad("dataset.n_samples", "a number", dataset["n_samples"])
+    for k, v in (d.get("metrics") or {}).items():
+        if isinstance(v, (dict, list)):
+            bad(f"metrics.{k}", "a number (or null)", v)
+    for k, v in (d.get("ci") or {}).items():
+        if v is None:
+            continue
+        if not isinstance(v, list) or len(v) != 2 or not all(x is None or _is_num(x) for x in v):
+            raise DataError(path, f"malformed confidence interval: {json.dumps(v, default=str)[:80]}",
+                            field=f"ci.{k}", expected="[low, high], two numbers")
+    for k, v in (d.get("per_sample") or {}).items():
+        if not isinstance(v, list):
+            bad(f"per_sample.{k}", "a list (one value per sample)", v)
+    for k, v in (d.get("sample_ids") or {}).items():
+        if not isinstance(v, list) or not all(isinstance(x, (str, int)) and not isinstance(x, bool) for x in v):
+            bad(f"sample_ids.{k}", "a list of sample ids (strings)", v if not isinstance(v, list) else
+                next(x for x in v if not isinstance(x, (str, int)) or isinstance(x, bool)))
+    for k, v in (d.get("per_sample_units") or {}).items():
+        if not isinstance(v, str):
+            bad(f"per_sample_units.{k}", "a unit name (string)", v)
+    details = d.get("details") or {}
+    extra = details.get("extra_metrics")
+    if extra is not None and (not isinstance(extra, list) or not all(isinstance(x, str) for x in extra)):
+        bad("details.extra_metrics", "a list of metric names", extra)
+    info = details.get("extra_metric_info")
+    if info is not None and (not isinstance(info, dict) or not all(isinstance(x, dict) for x in info.values())):
+        bad("details.extra_metric_info", "an object of metric name -> {higher_is_better, unit}", info)
+    cfg = d.get("config") or {}
+    for k in ("dataset_options", "task_options"):
+        if cfg.get(k) is not None and not isinstance(cfg[k], dict):
+            bad(f"config.{k}", "a JSON object", cfg[k])
+    if plugin.get("options") is not None and not isinstance(plugin["options"], dict):
+        bad("plugin.options", "a JSON object", plugin["options"])
+    pub = d.get("published")
+    if pub is not None:
+        if not isinstance(pub, list):
+            bad("published", "a list of paper-parity comparisons", pub)
+        for i, p in enumerate(pub):
+            if not isinstance(p, dict):
+                bad(f"published[{i}]", "a JSON object", p)
+            if p.get("metric") is not None and not isinstance(p["metric"], str):
+                bad(f"published[{i}].metric", "a metric name", p["metric"])
+            for k in ("published", "measured", "delta", "tolerance"):
+                if p.get(k) is not None and not _is_num(p[k]):
+                    bad(f"published[{i}].{k}", "a number", p[k])
+
+
+def _type_name(v: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
+            float: "a number", type(None): "null"}.get(type(v), type(v).__name__)
+
+
 def load(path: str | Path) -> RunRecord:
+    """Read one record file; anything unreadable (missing, not UTF-8, not JSON, truncated, absurd
+    numbers, nested too deep, wrong field types) is a DataError naming the file (and the field)."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise DataError(path, "record file not found") from None
+    except IsADirectoryError:
+        raise DataError(path, "is a folder, not a record file") from None
+    except OSError as exc:
+        raise DataError(path, f"cannot read the record file: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(path, f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})",
+                        expected="a JSON run record") from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    try:
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise DataError(path, f"not valid JSON: {exc}") from None
+        hint = " (the file looks truncated)" if exc.pos >= len(text.rstrip()) else ""
+        raise DataError(path, f"not valid JSON{hint}: {exc}") from None
+    except RecursionError:
+        raise DataError(path, "not a usable JSON record: nested too deeply", expected="a run record") from None
+    except ValueError as exc:  # e.g. an integer beyond Python's int-from-string digit limit
+        raise DataError(path, f"not a usable JSON record: {str(exc)[:200]}", expected="a run record") from None
     return RunRecord.from_dict(data, path)
 
 
-def load_many(paths) -> list[RunRecord]:
-    """Load record files; folders are searched (recursively) for ``*.json`` records."""
-    out: list[RunRecord] = []
+def load_many(paths, *, with_paths: bool = False, what: str = "") -> list:
+    """Load record files; folders are searched (recursively) for ``*.json`` records.
+
+    ``paths``: one path or several. ``with_paths=True`` returns ``(path, record)`` pairs, the path
+    as a string, instead of records. ``what`` labels the errors about the paths themselves (e.g.
+    ``"baseline: folder holds no record files (*.json)"``); with it a missing path is reported as
+    "no such record file or folder", without it as :func:`load` reports it.
+    """
+    pre = f"{what}: " if what else ""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    out: list = []
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            files = sorted(f for f in p.rglob("*.json") if not f.name.startswith("."))
+            try:
+                files = sorted(f for f in p.rglob("*.json") if not f.name.startswith(".") and not f.is_dir())
+            except OSError as exc:
+                raise DataError(p, f"{pre}cannot list the folder: {exc.strerror or exc}") from None
             if not files:
-                raise DataError(p, "folder holds no record files (*.json)")
-            out.extend(load(f) for f in files)
+                raise DataError(p, f"{pre}folder holds no record files (*.json)")
+        elif what and not p.exists():
+            raise DataError(p, f"{pre}no such record file or folder")
         else:
-            out.append(load(p))
+            files = [p]
+        for f in files:
+            rec = load(f)
+            out.append((str(f), rec) if with_paths else rec)
     return out
 
 

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import os
 import random
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -42,6 +44,8 @@ class EvalConfig:
     task_options: dict[str, Any] = field(default_factory=dict)  # e.g. ties, iou convention, tokenizer
     allow_overlap: bool = False  # fit on train data that overlaps the evaluated split (recorded)
     limit: int | None = None  # first N units of every split (the conformance kit; recorded)
+    isolate: bool = False  # each run in a child process (run_many): os._exit / crashes become failed runs
+    timeout: float | None = None  # seconds a run may take (implies isolate); None: no limit (recorded)
 
 
 def accepted_forms(accepts) -> set[str]:
@@ -135,7 +139,7 @@ def preflight(mspec: ModelSpec, dspec: DatasetSpec, cfg: EvalConfig, registry: R
     """Check one (plugin, dataset) pair before anything runs; returns the parsed task options.
 
     Raises UsageError (exit 2, no record) for a task/form mismatch, an unknown split, a missing
-    data root, unknown model/dataset/task option keys or invalid task option values.
+    data root, unknown model/dataset/task option keys or invalid dataset/task option values.
     """
     check_fit(mspec, dspec, registry)
     split = cfg.split or dspec.default_split
@@ -151,10 +155,14 @@ def preflight(mspec: ModelSpec, dspec: DatasetSpec, cfg: EvalConfig, registry: R
             raise UsageError(f"--data-root {cfg.data_root!r} is not a folder (dataset {dspec.name!r}). "
                              f"Run `mmbench datasets layout {dspec.name}` to see the expected layout.")
     common, per = split_options(dspec, cfg.dataset_options)
-    keys = set(common) | {k for d in per.values() for k in d}
-    _check_option_keys(keys, dspec.options, _factory(dspec.factory, f"dataset {dspec.name!r}"),
-                       what=f"dataset {dspec.name!r}", flag="--dataset-option (-D)",
-                       skip=("task", "split", "data_root"))
+    if dspec.options.typed:  # keys and values, parsed as DatasetSpec.load will parse them
+        for given in (common, *per.values()):
+            dspec.parse_options(given)
+    else:
+        keys = set(common) | {k for d in per.values() for k in d}
+        _check_option_keys(keys, dspec.options, _factory(dspec.factory, f"dataset {dspec.name!r}"),
+                           what=f"dataset {dspec.name!r}", flag="--dataset-option (-D)",
+                           skip=("task", "split", "data_root"))
     _check_option_keys(set(cfg.options) - {"seed"}, mspec.options, _factory(mspec.factory, f"plugin {mspec.name!r}"),
                        what=f"plugin {mspec.name!r}", flag="--option (-o)")
     return get_kind(mspec.task, registry).parse_options(cfg.task_options)
@@ -173,6 +181,9 @@ def _call_plugin(plugin_name: str, what: str, fn, *args, **kwargs):
         return fn(*args, **kwargs)
     except MMBenchError:
         raise
+    except SystemExit as exc:  # sys.exit(0) in a plugin must not end mmbench with exit 0 and no record
+        raise PluginError(f"plugin {plugin_name!r} called sys.exit({exc.code!r}) in {what}; a plugin must raise an "
+                          f"exception, not exit the process") from None
     except Exception as exc:
         raise PluginError(f"plugin {plugin_name!r} raised {type(exc).__name__} in {what}: {exc}") from exc
 
@@ -214,6 +225,8 @@ def _load_data(dspec: DatasetSpec, task: str, split: str, cfg: EvalConfig, regis
     except MMBenchError:
         raise
     except TypeError as exc:
+        if dspec.options.typed:  # typed options were checked by the spec: a TypeError is the adapter's bug
+            raise
         raise MMBenchError(f"dataset {dspec.name!r}: bad dataset option(s) {sorted(options)}: {exc}. "
                            f"Known options: {', '.join(dspec.options) or '(none)'}") from exc
     kind = get_kind(task, registry)
@@ -393,9 +406,14 @@ def _extra_metrics(plugin: str, model: Any, data, result, kind) -> None:
     result.metrics, result.per_sample = kept
     if not isinstance(extra, dict):
         raise PluginError(f"plugin {plugin!r}: extra_metrics() returned {type(extra).__name__}, expected a dict")
-    bad = [k for k, v in extra.items() if not isinstance(v, (int, float)) or k in result.metrics]
+    import math
+    import numbers
+
+    bad = [k for k, v in extra.items() if not isinstance(k, str) or isinstance(v, bool)
+           or not isinstance(v, numbers.Real) or not math.isfinite(float(v)) or k in result.metrics]
     if bad:
-        raise PluginError(f"plugin {plugin!r}: extra_metrics() returned non-numeric or clashing keys {bad}")
+        raise PluginError(f"plugin {plugin!r}: extra_metrics() returned non-numeric, non-finite or clashing keys "
+                          f"{bad}; it must return {{name: finite number}} with names the task does not use")
     declared = getattr(model, "extra_metric_info", None) or {}
     info = {}
     for k in extra:
@@ -442,6 +460,10 @@ def score_model(mspec: ModelSpec, dspec: DatasetSpec, model: Any, data, cfg: Eva
     if isinstance(model_details, dict) and model_details:
         # training facts a model wants on record (best epoch, unlabelled samples used, ...)
         result.details["model"] = dict(model_details)
+    bad = records.unserialisable(result.details)
+    if bad:
+        raise PluginError(f"plugin {plugin!r}: the run's details cannot be written to a JSON record: {bad}; "
+                          f"a model's details must hold plain numbers, strings, lists and dicts")
 
     ci: dict[str, list[float]] = {}
     if cfg.bootstrap:
@@ -481,7 +503,8 @@ def score_model(mspec: ModelSpec, dspec: DatasetSpec, model: Any, data, cfg: Eva
         config={"batch_size": kwargs.get("batch_size"), "seed": cfg.seed, "bootstrap": cfg.bootstrap,
                 "confidence": cfg.confidence, "dataset_options": dict(cfg.dataset_options),
                 "task_options": dict(task_options), "allow_overlap": cfg.allow_overlap,
-                **({"limit": cfg.limit} if cfg.limit else {})},
+                **({"limit": cfg.limit} if cfg.limit else {}),
+                **({"isolate": True, "timeout": cfg.timeout} if cfg.isolate or cfg.timeout else {})},
     )
 
 
@@ -521,21 +544,84 @@ def preflight_many(plugins: list[str], datasets: list[str], cfg: EvalConfig, *,
     return out
 
 
+def _run_one(p: str, d: str, cfg: EvalConfig, reg: Registry, task_options: dict) -> records.RunRecord:
+    try:
+        return run_eval(p, d, cfg, registry=reg, task_options=task_options)
+    except Exception as exc:  # noqa: BLE001 - one failing run must not take the others down
+        return failed_record(p, d, cfg, exc, registry=reg)
+
+
+def _isolated_child(conn, p, d, cfg, reg, task_options) -> None:  # pragma: no cover - runs in the child
+    try:
+        rec = _run_one(p, d, cfg, reg, task_options)
+        conn.send(rec.to_dict())
+    except BaseException as exc:  # noqa: BLE001 - whatever happens, the parent gets a record
+        try:
+            conn.send(failed_record(p, d, cfg, exc, registry=reg).to_dict())
+        except BaseException:  # noqa: BLE001
+            pass
+    finally:
+        conn.close()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001
+                pass
+        os._exit(0)
+
+
+def run_isolated(p: str, d: str, cfg: EvalConfig, reg: Registry, task_options: dict) -> records.RunRecord:
+    """One run in a forked child process: a plugin that calls ``os._exit``, crashes the interpreter or hangs
+    past ``cfg.timeout`` seconds ends as a failed run of its own, and the other runs go on."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_isolated_child, args=(send, p, d, cfg, reg, task_options), daemon=True)
+    t0 = time.perf_counter()
+    proc.start()
+    send.close()
+    reason = ""
+    try:
+        if recv.poll(cfg.timeout):
+            try:
+                data = recv.recv()
+                proc.join(30)
+                return records.RunRecord.from_dict(data)
+            except EOFError:
+                proc.join(30)
+                reason = (f"the run's process ended with exit code {proc.exitcode} before it produced a record "
+                          f"(a plugin called os._exit() or crashed the interpreter)")
+        else:
+            reason = (f"the run was stopped after --timeout {cfg.timeout:g} s "
+                      f"(it ran {time.perf_counter() - t0:.1f} s without finishing)")
+    finally:
+        if proc.is_alive():
+            proc.kill()
+            proc.join(10)
+        recv.close()
+    rec = failed_record(p, d, cfg, PluginError(f"plugin {p!r} on dataset {d!r}: {reason}"), registry=reg)
+    rec.config["isolate"] = True
+    rec.config["timeout"] = cfg.timeout
+    return rec
+
+
 def run_many(plugins: list[str], datasets: list[str], cfg: EvalConfig, *, registry: Registry | None = None,
              on_record=None) -> list[records.RunRecord]:
     """Every plugin on every dataset; a failing run is recorded and the others go on.
 
-    Usage mistakes in any pair raise UsageError before the first run starts.
+    Usage mistakes in any pair raise UsageError before the first run starts. With ``cfg.isolate`` (or a
+    ``cfg.timeout``) each run happens in a child process of its own (:func:`run_isolated`).
     """
     reg = registry or get_registry()
     checked = preflight_many(plugins, datasets, cfg, registry=reg)
     out = []
     for d in datasets:
         for p in plugins:
-            try:
-                rec = run_eval(p, d, cfg, registry=reg, task_options=checked[(p, d)])
-            except Exception as exc:  # noqa: BLE001 - one failing run must not take the others down
-                rec = failed_record(p, d, cfg, exc, registry=reg)
+            if cfg.isolate or cfg.timeout:
+                rec = run_isolated(p, d, cfg, reg, checked[(p, d)])
+            else:
+                rec = _run_one(p, d, cfg, reg, checked[(p, d)])
             if on_record is not None:
                 on_record(rec)
             out.append(rec)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from mmbench.errors import PluginError
+from mmbench.options import Option, OptionSet, parse_options
 
 #: Input forms a sample may offer for its image side.
 #: - ``image_file``: a path to an image file on disk,
@@ -72,6 +73,11 @@ class DatasetSpec:
 
     ``factory(task=..., split=..., data_root=..., **options) -> TaskData`` of that task
     kind (see ``mmbench.tasks``). ``forms`` lists the input forms its samples offer.
+
+    ``options`` declares the ``--dataset-option`` keys: a tuple of :class:`mmbench.options.Option`
+    (typed: :meth:`load` checks keys and values and hands the factory every declared option, typed,
+    its default when not given), or the legacy dict name -> help (values reach the factory as given).
+    Either way ``spec.options`` then reads as name -> help, with the Options in ``spec.options.declared``.
     """
 
     name: str
@@ -84,7 +90,7 @@ class DatasetSpec:
     needs_data_root: bool = True
     layout: str = ""  # the expected on-disk layout and where the official files come from
     protocols: tuple[str, ...] = ()
-    options: dict[str, str] = field(default_factory=dict)
+    options: OptionSet | tuple[Option, ...] | dict[str, str] = field(default_factory=OptionSet)
     variants: dict[str, str] = field(default_factory=dict)  # input form -> dataset name offering it
     #: options that name one split's file or folder (e.g. ``annotations``): given without a split
     #: suffix they would make every split read the same file, which a model with fit() must not do
@@ -95,10 +101,27 @@ class DatasetSpec:
         # the task kinds are checked by the registry, against the installed kinds
         if isinstance(self.tasks, str) or not self.tasks:
             raise PluginError(f"dataset {self.name!r}: tasks must be a tuple of task kind names, got {self.tasks!r}")
+        object.__setattr__(self, "options", OptionSet.of(self.options, what=f"dataset {self.name!r}"))
+
+    def parse_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """Typed values of ``options`` (every declared one, defaults filled in); UsageError naming a bad
+        key or value. A legacy (untyped) spec's options are returned as given."""
+        if not self.options.typed:
+            return dict(options)
+        return parse_options(options, self.options.declared, f"dataset {self.name!r}", "--dataset-option / -D",
+                             noun="dataset option", defaults=True)
 
     def load(self, task: str, split: str, data_root: Any = None, **options: Any) -> Any:
+        """Check the task, split and options against the spec, then call the factory with typed options."""
+        from mmbench.errors import UnknownNameError
+
+        if task not in self.tasks:
+            raise UnknownNameError(f"task of dataset {self.name!r}", str(task), list(self.tasks))
+        if split not in self.splits:
+            raise UnknownNameError(f"split of dataset {self.name!r}", str(split), list(self.splits))
+        typed = self.parse_options(options)
         return resolve(self.factory, what=f"dataset {self.name!r}")(
-            task=task, split=split, data_root=data_root, **options)
+            task=task, split=split, data_root=data_root, **typed)
 
 
 def resolve(ref: str | Callable[..., Any], *, what: str) -> Callable[..., Any]:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mmbench.datasets.cocobu import LazyRegionItem, load
-from mmbench.errors import DataError, MMBenchError
+from mmbench.errors import DataError, MMBenchError, UsageError
 
 pytestmark = pytest.mark.filterwarnings("ignore::mmbench.datasets.common.DatasetSizeWarning")
 
@@ -66,7 +66,7 @@ def test_coco_captions_references_and_errors(tmp_path):
     assert [im.id for im in d.images] == ["999"] and "dropped" in d.meta.notes[0]
     with pytest.raises(MMBenchError, match="unknown dataset option"):
         load("captioning", "test", tmp_path, bogus="1")
-    with pytest.raises(MMBenchError, match="offers captioning"):
+    with pytest.raises(UsageError, match="Unknown task 'retrieval' of dataset 'cocobu'. Known tasks: captioning"):
         load("retrieval", "test", tmp_path)
 
 

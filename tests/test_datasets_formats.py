@@ -14,7 +14,7 @@ import pytest
 from mmbench.datasets import (coco_captions, flickr30k_entities, hf, jsonl, karpathy, mdetr, mvsa, precomp, refer,
                               safe_pickle)
 from mmbench.datasets.common import DatasetSizeWarning
-from mmbench.errors import DataError, MMBenchError, UnsafeFileError
+from mmbench.errors import DataError, MMBenchError, UnsafeFileError, UsageError
 
 _spec = importlib.util.spec_from_file_location("dataset_builders",
                                                Path(__file__).parent / "fixtures" / "dataset_builders.py")
@@ -160,8 +160,10 @@ def test_refer_layout(tmp_path):
     np.testing.assert_array_equal(d.samples[0].boxes, [[1.5, 2.0, 11.5, 7.0]])
     assert d.samples[0].image.size == (40, 30) and d.meta.protocol == "refcoco-unc"
     assert refer.load_refcoco("grounding", "testA", tmp_path, text="raw").samples[0].expression == "The Man, left"
-    with pytest.raises(MMBenchError, match="split 'test' is not available with split_by=unc"):
+    with pytest.raises(UsageError, match="Unknown split 'test' of dataset 'refcoco'"):  # no split_by has it
         refer.load_refcoco("grounding", "test", tmp_path)
+    with pytest.raises(MMBenchError, match="split 'testA' is not available with split_by=google"):
+        refer.load_refcoco("grounding", "testA", tmp_path, split_by="google")
     with pytest.raises(DataError, match=r"refs\(google\).p not found"):
         refer.load_refcoco("grounding", "val", tmp_path, split_by="google")
 

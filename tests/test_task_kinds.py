@@ -172,3 +172,28 @@ def test_rerun_of_every_first_party_plugin_on_the_demo_is_identical(tmp_path):
         assert rec.metrics == old["metrics"], rec.plugin["name"]
         assert rec.ci == old["ci"], rec.plugin["name"]
         assert rec.per_sample == old["per_sample"], rec.plugin["name"]
+
+
+def test_a_misspelled_hook_name_is_an_error_and_an_unknown_kind_is_reported():
+    import types
+
+    from mmbench.errors import PluginError
+    from mmbench.hookspecs import hookimpl
+    from mmbench.plugins import Registry
+    from mmbench.specs import ModelSpec
+
+    typo = types.ModuleType("typo_plugin")
+    typo.mmbench_model = hookimpl(lambda: [])  # "mmbench_models" misspelled
+    with pytest.raises(PluginError, match="unknown hook.*mmbench_model"):
+        Registry(entry_points=False, extra_modules=(typo,))
+
+    odd = types.ModuleType("odd_plugin")
+    odd.mmbench_models = hookimpl(lambda: [ModelSpec(name="vqa-model", task="vqa", factory=dict)])
+    reg = Registry(entry_points=False, extra_modules=(odd,))
+    assert "vqa-model" not in reg.models
+    assert any("names unknown task kind(s) 'vqa'" in e and "installed kinds: retrieval" in e for e in reg.spec_errors)
+    text_only = types.ModuleType("text_only_plugin")
+    text_only.mmbench_models = hookimpl(lambda: [ModelSpec(name="t", task="retrieval", factory=dict,
+                                                           accepts=("text_only",))])
+    reg = Registry(entry_points=False, extra_modules=(text_only,))
+    assert "t" not in reg.models and any("not offered by task kind(s) retrieval" in e for e in reg.spec_errors)

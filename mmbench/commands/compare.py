@@ -56,6 +56,7 @@ def compare_cmd(
     from mmbench.errors import MMBenchError
     from mmbench.records import atomic_write_text
     from mmbench.reports import compare as cmp
+    from mmbench.reports import compare_render as render
     from mmbench.reports.gates import load_rules, parse_rules
 
     with user_errors():
@@ -74,14 +75,12 @@ def compare_cmd(
             rules += load_rules(gates_file)
         result = cmp.compare(cmp.load_runs([baseline], "baseline"), cmp.load_runs([new], "new"), rules,
                              n_resamples=bootstrap, seed=seed, confidence=confidence, pair_by=pair_by)
-        markdown = cmp.to_markdown(result)
-        import json
-
-        payload = json.dumps(result.to_dict(), indent=2, default=str)
+        markdown = render.to_markdown(result)
+        payload = render.to_json(result)
         if markdown_out is not None:
             atomic_write_text(markdown_out, markdown)
         if junit_out is not None:
-            atomic_write_text(junit_out, cmp.to_junit(result))
+            atomic_write_text(junit_out, render.to_junit(result))
         if json_out is not None:
             atomic_write_text(json_out, payload + "\n")
         summary = os.environ.get("GITHUB_STEP_SUMMARY")
@@ -95,7 +94,7 @@ def compare_cmd(
         if fmt == "table":
             from mmbench.reports.console import print_whole
 
-            print_whole(console, *cmp.to_rich(result))  # off a terminal: as wide as needed, nothing cut
+            print_whole(console, *render.to_rich(result))  # off a terminal: as wide as needed, nothing cut
             for note in result.notes:
                 err_console.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
             verdict = ("[bold green]PASS[/]: all gate checks hold" if result.passed else
@@ -108,6 +107,6 @@ def compare_cmd(
         elif fmt == "json":
             typer.echo(payload)
         else:
-            typer.echo(cmp.to_junit(result), nl=False)
+            typer.echo(render.to_junit(result), nl=False)
     if not result.passed:
         raise typer.Exit(EXIT_FAIL)

@@ -40,7 +40,8 @@ def counts_of(data) -> dict[str, int]:
 
 def check_split(spec, split: str, data_root: Any, task: str, options: dict[str, str]) -> dict:
     opts = dict(options)
-    if "missing" in spec.options and "missing" not in opts:
+    missing = spec.options.option("missing")
+    if missing is not None and "missing" not in opts and (not missing.choices or "keep" in missing.choices):
         opts["missing"] = "keep"
     rep: dict[str, Any] = {"split": split, "task": task}
     try:

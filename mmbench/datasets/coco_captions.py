@@ -17,6 +17,7 @@ from pathlib import Path
 
 from mmbench.datasets import common as C
 from mmbench.errors import DataError
+from mmbench.options import Option
 from mmbench.tasks.base import ImageItem
 
 LAYOUT = """DATA_ROOT/
@@ -26,24 +27,28 @@ LAYOUT = """DATA_ROOT/
   From https://cocodataset.org/#download (annotations_trainval2017.zip, val2017.zip).
   Other places: --dataset-option annotations=FILE images=DIR (relative to DATA_ROOT)."""
 
-OPTIONS = {
-    "year": "2017 or 2014 (default: whichever annotations/captions_<split><year>.json exists, 2017 first)",
-    "annotations": "annotation json relative to DATA_ROOT (default annotations/captions_<split><year>.json)",
-    "images": "image folder relative to DATA_ROOT (default <split><year>/)",
-    "captions": "first5 (retrieval default) or all (captioning default); recorded as the protocol",
-    "missing": "missing image files: error (default), drop (recorded in the run record) or keep",
-}
-INSTANCE_OPTIONS = {k: v.replace("captions_", "instances_") for k, v in OPTIONS.items() if k != "captions"}
+
+def _options(kind: str) -> tuple[Option, ...]:
+    captions = (Option("captions", str, None, "first5 (retrieval default) or all (captioning default); recorded as "
+                                              "the protocol", choices=C.CAPTION_MODES),) if kind == "captions" else ()
+    return (Option("year", str, None, f"2017 or 2014 (default: whichever annotations/{kind}_<split><year>.json "
+                                      f"exists, 2017 first)", choices=("2014", "2017")),
+            Option("annotations", str, None, f"annotation json relative to DATA_ROOT (default "
+                                             f"annotations/{kind}_<split><year>.json)"),
+            Option("images", str, None, "image folder relative to DATA_ROOT (default <split><year>/)"),
+            *captions, C.MISSING)
+
+
+OPTIONS = _options("captions")
+INSTANCE_OPTIONS = _options("instances")
 
 SPLITS = ("train", "val")
 
 
-def _locate(root: Path, split: str, options: dict, kind: str, dataset: str) -> tuple[Path, Path, str]:
-    year = options.get("year")
-    if year is not None:
-        year = C.opt_choice(year, "year", ("2014", "2017"), dataset=dataset)
-    if options.get("annotations"):
-        ann = C.inside(root, options["annotations"], source=root, field="option annotations")
+def _locate(root: Path, split: str, kind: str, dataset: str, *, year: str | None, annotations: str | None,
+            images: str | None) -> tuple[Path, Path, str]:
+    if annotations:
+        ann = C.inside(root, annotations, source=root, field="option annotations")
         if year is None:
             year = "2014" if "2014" in ann.name else "2017"
     else:
@@ -56,7 +61,7 @@ def _locate(root: Path, split: str, options: dict, kind: str, dataset: str) -> t
         ann = found[0]
         year = ann.stem[-4:]
     C.require_file(ann, what=f"COCO {kind} file", layout=LAYOUT)
-    img_dir = C.find_dir(root, (f"{split}{year}", f"images/{split}{year}", "images"), option=options.get("images"),
+    img_dir = C.find_dir(root, (f"{split}{year}", f"images/{split}{year}", "images"), option=images,
                          dataset=dataset, what="image", layout=LAYOUT)
     return ann, img_dir, year
 
@@ -97,16 +102,12 @@ def parse_captions(path: Path) -> tuple[dict[int, dict], dict[int, list[str]]]:
     return images, caps
 
 
-def load(task: str, split: str, data_root=None, **options):
+@C.adapter("coco_captions")
+def load(task: str, split: str, data_root=None, *, year, annotations, images, captions, missing):
     dataset = "coco_captions"
-    C.check_task(task, ("retrieval", "captioning"), dataset=dataset)
-    C.check_split(split, SPLITS, dataset=dataset)
-    C.no_extra_options(options, OPTIONS, dataset=dataset)
     root = C.root_dir(data_root, dataset=dataset, layout=LAYOUT)
-    captions = C.opt_choice(options.get("captions", "first5" if task == "retrieval" else "all"), "captions",
-                            C.CAPTION_MODES, dataset=dataset)
-    missing = C.opt_choice(options.get("missing", "error"), "missing", C.MISSING_CHOICES, dataset=dataset)
-    ann, img_dir, year = _locate(root, split, options, "captions", dataset)
+    captions = captions or ("first5" if task == "retrieval" else "all")
+    ann, img_dir, year = _locate(root, split, "captions", dataset, year=year, annotations=annotations, images=images)
     images, caps = parse_captions(ann)
     notes: list[str] = []
     uncaptioned = [iid for iid in images if iid not in caps]
@@ -119,26 +120,23 @@ def load(task: str, split: str, data_root=None, **options):
         path = C.inside(img_dir, im["file_name"], source=ann, field=f"images[{im['index']}].file_name")
         entries.append((ImageItem(id=str(iid), path=path, size=im["size"]), caps[iid]))
     protocol = "5-per-image" if captions == "first5" else "all-captions"
-    variant = year if captions == "all" and not options.get("annotations") else ""
-    if captions == "all" and options.get("annotations") and ann.name == f"captions_{split}{year}.json":
+    variant = year if captions == "all" and not annotations else ""
+    if captions == "all" and annotations and ann.name == f"captions_{split}{year}.json":
         variant = year
     return C.build_image_text(task, dataset, split, entries, captions=captions, protocol=protocol, files=[ann],
                               root=root, missing=missing, image_dir=img_dir, notes=notes, variant=variant, source=ann)
 
 
-def load_instances(task: str, split: str, data_root=None, **options):
+@C.adapter("coco_instances")
+def load_instances(task: str, split: str, data_root=None, *, year, annotations, images, missing):
     """Grounding on COCO instances: expression = category name (documented above)."""
     import numpy as np
 
     from mmbench.tasks.grounding import GroundingData, GroundingSample
 
     dataset = "coco_instances"
-    C.check_task(task, ("grounding",), dataset=dataset)
-    C.check_split(split, SPLITS, dataset=dataset)
-    C.no_extra_options(options, INSTANCE_OPTIONS, dataset=dataset)
     root = C.root_dir(data_root, dataset=dataset, layout=LAYOUT)
-    missing = C.opt_choice(options.get("missing", "error"), "missing", C.MISSING_CHOICES, dataset=dataset)
-    ann, img_dir, _ = _locate(root, split, options, "instances", dataset)
+    ann, img_dir, _ = _locate(root, split, "instances", dataset, year=year, annotations=annotations, images=images)
     data = C.read_json(ann, layout=LAYOUT)
     images = parse_images(data, ann)
     cats_raw = C.field(data, "categories", list, source=ann, where="top level", expected="a list (COCO format)")

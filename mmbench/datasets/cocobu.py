@@ -23,6 +23,7 @@ import numpy as np
 
 from mmbench.datasets import common as C
 from mmbench.errors import DataError
+from mmbench.options import Option
 from mmbench.tasks.base import ImageItem
 
 NAME = "cocobu"
@@ -37,15 +38,17 @@ LAYOUT = """DATA_ROOT/                 (prepared as in husthuaan/AoANet README /
                            --dataset-option references=FILE
   Bottom-up features: https://github.com/peteanderson80/bottom-up-attention (trainval_36 / adaptive)."""
 
-OPTIONS = {
-    "info": "the prepro json relative to DATA_ROOT (default cocotalk.json)",
-    "att_dir": "region feature folder relative to DATA_ROOT (default cocobu_att)",
-    "fc_dir": "fc feature folder relative to DATA_ROOT (default cocobu_fc; optional)",
-    "references": "Karpathy split json or COCO captions json relative to DATA_ROOT (default: dataset_coco.json, "
-                  "else annotations/captions_val2014.json)",
-    "train_only": "as the official train_only option: restval images are NOT added to train (default false)",
-    "missing": "images without a feature file: error (default) or drop (recorded in the run record)",
-}
+OPTIONS = (
+    Option("info", str, None, "the prepro json relative to DATA_ROOT (default cocotalk.json)"),
+    Option("att_dir", str, None, "region feature folder relative to DATA_ROOT (default cocobu_att)"),
+    Option("fc_dir", str, None, "fc feature folder relative to DATA_ROOT (default cocobu_fc; optional)"),
+    Option("references", str, None, "Karpathy split json or COCO captions json relative to DATA_ROOT (default: "
+                                    "dataset_coco.json, else annotations/captions_val2014.json)"),
+    Option("train_only", bool, False, "as the official train_only option: restval images are NOT added to train "
+                                      "(default false)"),
+    Option("missing", str, "error", "images without a feature file: error (default) or drop (recorded in the run "
+                                    "record)", choices=("error", "drop")),
+)
 
 _REF_DEFAULTS = ("dataset_coco.json", "annotations/captions_val2014.json", "annotations/captions_train2014.json")
 
@@ -138,21 +141,17 @@ def _references(path: Path) -> dict[str, list[str]]:
                           "('annotations')", layout=LAYOUT)
 
 
-def load(task: str, split: str, data_root=None, **options):
-    C.check_task(task, ("captioning",), dataset=NAME)
-    C.check_split(split, SPLITS, dataset=NAME)
-    C.no_extra_options(options, OPTIONS, dataset=NAME)
+@C.adapter(NAME)
+def load(task: str, split: str, data_root=None, *, info, att_dir, fc_dir, references, train_only, missing):
     root = C.root_dir(data_root, dataset=NAME, layout=LAYOUT)
-    missing = C.opt_choice(options.get("missing", "error"), "missing", ("error", "drop"), dataset=NAME)
-    train_only = C.opt_bool(options.get("train_only", "false"), "train_only", dataset=NAME)
-    info_path = C.require_file(C.inside(root, options.get("info") or "cocotalk.json", source=root, field="option info"),
+    info_path = C.require_file(C.inside(root, info or "cocotalk.json", source=root, field="option info"),
                                what="prepro json (cocotalk.json)", layout=LAYOUT)
-    att_dir = C.inside(root, options.get("att_dir") or "cocobu_att", source=root, field="option att_dir")
+    att_dir = C.inside(root, att_dir or "cocobu_att", source=root, field="option att_dir")
     if not att_dir.is_dir():
         raise DataError(att_dir, "region feature folder not found", layout=LAYOUT)
-    fc_dir = C.inside(root, options.get("fc_dir") or "cocobu_fc", source=root, field="option fc_dir")
-    if options.get("references"):
-        ref_path = C.require_file(C.inside(root, options["references"], source=root, field="option references"),
+    fc_dir = C.inside(root, fc_dir or "cocobu_fc", source=root, field="option fc_dir")
+    if references:
+        ref_path = C.require_file(C.inside(root, references, source=root, field="option references"),
                                   what="reference captions file", layout=LAYOUT)
     else:
         found = [root / r for r in _REF_DEFAULTS if (root / r).is_file()]

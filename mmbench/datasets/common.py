@@ -9,14 +9,16 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 from mmbench.errors import DataError, MMBenchError
+from mmbench.options import Option
 from mmbench.tasks.base import DatasetMeta, ImageItem
 
 #: how many names a "missing files" message lists
@@ -27,49 +29,38 @@ class DatasetSizeWarning(UserWarning):
     """A local copy of a standard dataset differs from the standard size."""
 
 
-# --------------------------------------------------------------------------- options
+# --------------------------------------------------------------------------- entry points
 
-def opt_bool(value: Any, name: str, *, dataset: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    v = str(value).strip().lower()
-    if v in ("1", "true", "yes", "on"):
-        return True
-    if v in ("0", "false", "no", "off", ""):
-        return False
-    raise MMBenchError(f"dataset {dataset!r}: option {name}={value!r} is not a boolean (use true or false)")
+def checked_load(dataset: str, task: str, split: str, data_root: Any = None, /, **options: Any):
+    """Load built-in ``dataset`` through its spec: ``DatasetSpec.load`` checks the task, split and options
+    (the one place they are validated) and calls the adapter's loader with every option typed."""
+    from mmbench.datasets.builtin import spec
+
+    return spec(dataset).load(task, split, data_root, **options)
 
 
-def opt_choice(value: Any, name: str, choices: Sequence[str], *, dataset: str) -> str:
-    v = str(value).strip()
-    if v not in choices:
-        raise MMBenchError(f"dataset {dataset!r}: option {name}={value!r} is not one of {', '.join(choices)}")
-    return v
+def adapter(dataset: str):
+    """Make a built-in loader's name its library entry point.
+
+    The decorated name loads through :func:`checked_load`; the loader itself, which may assume a
+    valid task and split and typed options, is ``.unchecked`` (what the spec's factory names).
+    """
+    def wrap(fn):
+        @functools.wraps(fn)
+        def load(task: str, split: str, data_root: Any = None, **options: Any):
+            return checked_load(dataset, task, split, data_root, **options)
+
+        del load.__wrapped__  # its signature is (task, split, data_root, **options), not the loader's
+        load.unchecked = fn  # type: ignore[attr-defined]
+        return load
+
+    return wrap
 
 
-def opt_int(value: Any, name: str, *, dataset: str) -> int:
-    try:
-        return int(str(value).strip())
-    except ValueError:
-        raise MMBenchError(f"dataset {dataset!r}: option {name}={value!r} is not an integer") from None
-
-
-def no_extra_options(options: dict, known: Iterable[str], *, dataset: str) -> None:
-    extra = sorted(set(options) - set(known))
-    if extra:
-        raise MMBenchError(f"dataset {dataset!r}: unknown dataset option(s) {', '.join(extra)}; "
-                           f"known: {', '.join(sorted(known)) or '(none)'}")
-
-
-def check_task(task: str, tasks: Sequence[str], *, dataset: str) -> None:
-    if task not in tasks:
-        raise MMBenchError(f"dataset {dataset!r} offers {', '.join(tasks)}, not {task}")
-
-
-def check_split(split: str, splits: Sequence[str], *, dataset: str, why: str = "") -> None:
-    if split not in splits:
-        raise MMBenchError(f"dataset {dataset!r}: split {split!r} is not available{why}; "
-                           f"splits: {', '.join(splits)}")
+MISSING_CHOICES = ("error", "drop", "keep")
+#: the ``missing`` option most adapters share (see :func:`handle_missing`)
+MISSING = Option("missing", str, "error", "missing image files: error (default), drop (recorded in the run record) "
+                                          "or keep", choices=MISSING_CHOICES)
 
 
 # --------------------------------------------------------------------------- paths
@@ -211,8 +202,6 @@ def _short(v: Any, n: int = 60) -> str:
 
 
 # --------------------------------------------------------------------------- images
-
-MISSING_CHOICES = ("error", "drop", "keep")
 
 
 def missing_images(items: Sequence[ImageItem]) -> list[int]:
@@ -368,6 +357,8 @@ def make_meta(dataset: str, split: str, task: str, *, protocol: str, files: Sequ
 # --------------------------------------------------------------------------- image + captions
 
 CAPTION_MODES = ("first5", "all")
+#: where the Karpathy split files (dataset_{flickr8k,flickr30k,coco}.json) come from
+KARPATHY_SOURCE = "https://cs.stanford.edu/people/karpathy/deepimagesent/caption_datasets.zip"
 
 
 def build_image_text(task: str, dataset: str, split: str, entries: Sequence[tuple[ImageItem, list[str]]], *,

@@ -30,7 +30,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from mmbench.errors import DataError, UnknownNameError
+from mmbench.datasets.common import adapter
+from mmbench.errors import DataError
+from mmbench.options import Option
 
 #: Bump when the generated content changes: it is part of every fingerprint.
 GENERATOR_VERSION = "1"
@@ -104,30 +106,13 @@ class DemoScene:
 
 
 # ---------------------------------------------------------------------------------------------
-# option parsing
+# options
 
-
-def _as_int(value, name: str, minimum: int) -> int:
-    try:
-        out = int(str(value).strip()) if not isinstance(value, int) else value
-    except ValueError:
-        out = None
-    if out is None or isinstance(value, bool) or out < minimum:
-        raise DataError(None, f"demo dataset option {name}={value!r} is invalid", field=name,
-                        expected=f"an integer >= {minimum}")
-    return out
-
-
-def _as_bool(value, name: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off", ""):
-        return False
-    raise DataError(None, f"demo dataset option {name}={value!r} is invalid", field=name,
-                    expected="true or false")
+OPTIONS = (
+    Option("size", int, 1, "images per split multiplier (default 1)", low=0),
+    Option("seed", int, 0, "generation seed (default 0)", low=-1),
+    Option("text_only", bool, False, "classification without images (true/false)"),
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -399,15 +384,9 @@ def _item(s: DemoScene):
     return ImageItem(id=s.id, pil=s.pil, regions=s.regions, size=(IMAGE_SIZE, IMAGE_SIZE))
 
 
-def load(task: str, split: str, data_root=None, size=1, seed=0, text_only=False):
-    """The demo data of ``task`` and ``split``; option values may be strings."""
-    if task not in TASKS:
-        raise UnknownNameError("task of dataset 'demo'", str(task), list(TASKS))
-    if split not in SPLITS:
-        raise UnknownNameError("split of dataset 'demo'", str(split), list(SPLITS))
-    size = _as_int(size, "size", 1)
-    seed = _as_int(seed, "seed", 0)
-    text_only = _as_bool(text_only, "text_only")
+@adapter("demo")
+def load(task: str, split: str, data_root=None, *, size: int, seed: int, text_only: bool):
+    """The demo data of ``task`` and ``split``; option values may be strings (``OPTIONS``)."""
     if text_only and task != "classification":
         raise DataError(None, f"demo dataset option text_only=true does not apply to task {task}",
                         field="text_only", expected="text_only only with classification")

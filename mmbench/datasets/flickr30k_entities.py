@@ -20,6 +20,7 @@ from pathlib import Path
 from mmbench.datasets import common as C
 from mmbench.datasets.refer import grounding_data
 from mmbench.errors import DataError
+from mmbench.options import Option
 
 LAYOUT = """DATA_ROOT/
   train.txt, val.txt, test.txt    image ids, one per line
@@ -28,11 +29,12 @@ LAYOUT = """DATA_ROOT/
   flickr30k-images/<id>.jpg       Flickr30k images (request form: https://shannon.cs.illinois.edu/DenotationGraph/;
                                   also found: images/; or --dataset-option images=DIR)"""
 
-OPTIONS = {
-    "protocol": "any (ANY-box, default) or merged (MERGED-box)",
-    "images": "image folder relative to DATA_ROOT (default: auto-detected)",
-    "missing": "missing image or annotation files: error (default), drop (recorded in the run record) or keep",
-}
+OPTIONS = (
+    Option("protocol", str, "any", "any (ANY-box, default) or merged (MERGED-box)", choices=("any", "merged")),
+    Option("images", str, None, "image folder relative to DATA_ROOT (default: auto-detected)"),
+    Option("missing", str, "error", "missing image or annotation files: error (default), drop (recorded in the run "
+                                    "record) or keep", choices=C.MISSING_CHOICES),
+)
 SPLITS = ("train", "val", "test")
 
 
@@ -121,18 +123,14 @@ def merge(boxes: list[list[int]]) -> list[list[int]]:
     return [[min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)]]
 
 
-def load(task: str, split: str, data_root=None, **options):
+@C.adapter("flickr30k_entities")
+def load(task: str, split: str, data_root=None, *, protocol, images, missing):
     name = "flickr30k_entities"
-    C.check_task(task, ("grounding",), dataset=name)
-    C.check_split(split, SPLITS, dataset=name)
-    C.no_extra_options(options, OPTIONS, dataset=name)
     root = C.root_dir(data_root, dataset=name, layout=LAYOUT)
-    protocol = C.opt_choice(options.get("protocol", "any"), "protocol", ("any", "merged"), dataset=name)
-    missing = C.opt_choice(options.get("missing", "error"), "missing", C.MISSING_CHOICES, dataset=name)
     lst = C.require_file(root / f"{split}.txt", what=f"split list {split}.txt", layout=LAYOUT)
     ids = parse_split_list(lst)
     img_dir = C.find_dir(root, ("flickr30k-images", "flickr30k_images", "images", "Images"),
-                         option=options.get("images"), dataset=name, what="image", layout=LAYOUT)
+                         option=images, dataset=name, what="image", layout=LAYOUT)
     absent = [i for i in ids if not (root / "Sentences" / f"{i}.txt").is_file()
               or not (root / "Annotations" / f"{i}.xml").is_file()]
     notes: list[str] = []

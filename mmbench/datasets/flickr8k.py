@@ -17,6 +17,17 @@ from mmbench.tasks.base import ImageItem
 SPLIT_FILES = {"train": "Flickr_8k.trainImages.txt", "val": "Flickr_8k.devImages.txt",
                "test": "Flickr_8k.testImages.txt"}
 
+LAYOUT = f"""DATA_ROOT/ (either layout, auto-detected)
+  dataset_flickr8k.json      Karpathy splits ({C.KARPATHY_SOURCE})
+  -- or the original Flickr8k_text layout --
+  Flickr8k.token.txt         '<image>.jpg#<k>\\t<caption>' lines
+  Flickr_8k.trainImages.txt, Flickr_8k.devImages.txt, Flickr_8k.testImages.txt
+  Flicker8k_Dataset/*.jpg    the 8091 images (also: Flickr8k_Dataset/, images/, Images/;
+                             or --dataset-option images=DIR)
+  (Flickr8k: Hodosh et al. 2013, research-use terms)"""
+
+IMAGE_DIRS = ("Flicker8k_Dataset", "Flickr8k_Dataset/Flicker8k_Dataset", "Flickr8k_Dataset", "images", "Images", ".")
+
 
 def parse_tokens(path: Path, *, layout: str = "") -> dict[str, list[str]]:
     """image name -> captions in file order (the ``#k`` numbers order them)."""
@@ -43,9 +54,7 @@ def parse_split_list(path: Path, *, layout: str = "") -> list[str]:
 
 def load_original(task: str, split: str, root: Path, *, captions: str, protocol: str, missing: str,
                   images: str | None):
-    from mmbench.datasets.karpathy import IMAGE_DIRS, LAYOUTS
-
-    layout = LAYOUTS["flickr8k"]
+    layout = LAYOUT
     tok = C.require_file(root / "Flickr8k.token.txt", what="Flickr8k.token.txt", layout=layout)
     lst = C.require_file(root / SPLIT_FILES[split], what=f"split list {SPLIT_FILES[split]}", layout=layout)
     caps = parse_tokens(tok, layout=layout)
@@ -54,7 +63,7 @@ def load_original(task: str, split: str, root: Path, *, captions: str, protocol:
     if no_caps:
         raise DataError(lst, f"{len(no_caps)} listed image(s) have no caption in {tok.name} "
                              f"(first: {', '.join(no_caps[:C.FIRST_N])})", expected="names that appear in the token file")
-    img_dir = C.find_dir(root, IMAGE_DIRS["flickr8k"], option=images, dataset="flickr8k", what="image",
+    img_dir = C.find_dir(root, IMAGE_DIRS, option=images, dataset="flickr8k", what="image",
                          layout=layout)
     entries = [(ImageItem(id=n, path=C.inside(img_dir, n, source=lst, field=f"line {i + 1}")), caps[n])
                for i, n in enumerate(names)]

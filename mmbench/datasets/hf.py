@@ -17,6 +17,7 @@ from pathlib import Path
 
 from mmbench.datasets import common as C
 from mmbench.errors import DataError, MMBenchError
+from mmbench.options import Option
 from mmbench.tasks.base import ImageItem
 
 LAYOUT = """DATA_ROOT/ one of
@@ -26,16 +27,17 @@ LAYOUT = """DATA_ROOT/ one of
   columns: image (Image feature / bytes / path), captions or caption (retrieval, captioning),
            text + label (classification); choose others with --dataset-option *_column=NAME"""
 
-OPTIONS = {
-    "image_column": "image column (default image)",
-    "captions_column": "caption column, a string or list of strings (default: captions, caption, sentences or text)",
-    "text_column": "classification text column (default text)",
-    "label_column": "classification label column (default label)",
-    "id_column": "id column (default: row number)",
-    "classes": "classification class names, comma separated (default: the ClassLabel names)",
-    "captions": "all (default) or first5",
-    "text_only": "classification: true to ignore images",
-}
+OPTIONS = (
+    Option("image_column", str, "image", "image column (default image)"),
+    Option("captions_column", str, None, "caption column, a string or list of strings (default: captions, caption, "
+                                         "sentences or text)"),
+    Option("text_column", str, "text", "classification text column (default text)"),
+    Option("label_column", str, "label", "classification label column (default label)"),
+    Option("id_column", str, None, "id column (default: row number)"),
+    Option("classes", str, None, "classification class names, comma separated (default: the ClassLabel names)"),
+    Option("captions", str, "all", "all (default) or first5", choices=C.CAPTION_MODES),
+    Option("text_only", bool, False, "classification: true to ignore images"),
+)
 SPLITS = ("train", "val", "test")
 
 
@@ -139,25 +141,23 @@ def _image(cell, k, root: Path, source: Path, rid: str) -> ImageItem:
                     expected="an Image struct {bytes, path}, bytes or a relative path")
 
 
-def load(task: str, split: str, data_root=None, **options):
+@C.adapter("hf")
+def load(task: str, split: str, data_root=None, *, image_column, captions_column, text_column, label_column,
+         id_column, classes, captions, text_only):
     name = "hf"
-    C.check_task(task, ("retrieval", "captioning", "classification"), dataset=name)
-    C.check_split(split, SPLITS, dataset=name)
-    C.no_extra_options(options, OPTIONS, dataset=name)
     root = C.root_dir(data_root, dataset=name, layout=LAYOUT)
     files = find_files(root, split)
     table = read_table(files)
     n = table.num_rows
     if not n:
         raise DataError(files[0], "no rows", expected="at least one row")
-    ids = [str(v) for v in _column(table, options["id_column"], files, "id")] if options.get("id_column") \
-        else [str(i) for i in range(n)]
+    ids = [str(v) for v in _column(table, id_column, files, "id")] if id_column else [str(i) for i in range(n)]
     notes: list[str] = []
     if task in ("retrieval", "captioning"):
-        cap_col = options.get("captions_column") or next(
+        cap_col = captions_column or next(
             (c for c in ("captions", "caption", "sentences", "text") if c in table.column_names), "captions")
         caps_col = _column(table, cap_col, files, "captions")
-        imgs = _column(table, options.get("image_column", "image"), files, "image")
+        imgs = _column(table, image_column, files, "image")
         entries = []
         for k, (rid, cell, caps) in enumerate(zip(ids, imgs, caps_col)):
             caps = [caps] if isinstance(caps, str) else caps
@@ -165,36 +165,32 @@ def load(task: str, split: str, data_root=None, **options):
                 raise DataError(files[0], f"row {k}: captions {C._short(caps)}", field=cap_col,
                                 expected="a string or a non-empty list of strings")
             entries.append((_image(cell, k, root, files[0], rid), [c.strip() for c in caps]))
-        captions = C.opt_choice(options.get("captions", "all"), "captions", C.CAPTION_MODES, dataset=name)
         return C.build_image_text(task, name, split, entries, captions=captions,
                                   protocol="all-captions" if captions == "all" else "5-per-image", files=files,
                                   root=root, missing="error", image_dir=root, notes=notes, source=files[0],
                                   forms=("image_file", "image"))
     from mmbench.tasks.classification import ClassificationData, ClassificationSample
 
-    label_col = options.get("label_column", "label")
-    labels = _column(table, label_col, files, "label")
-    if options.get("classes"):
-        classes = [c.strip() for c in str(options["classes"]).split(",") if c.strip()]
+    labels = _column(table, label_column, files, "label")
+    if classes:
+        classes = [c.strip() for c in classes.split(",") if c.strip()]
     else:
-        classes = class_names(table).get(label_col) or []
+        classes = class_names(table).get(label_column) or []
         if not classes:
             ints = [v for v in labels if isinstance(v, int)]
             if len(ints) != len(labels):
                 raise MMBenchError(f"{files[0]}: labels are not a ClassLabel; pass --dataset-option classes=a,b,c")
             classes = [str(i) for i in range(max(ints) + 1)]
-    text_col = options.get("text_column", "text")
-    texts = _column(table, text_col, files, "text") if text_col in table.column_names else [None] * n
-    text_only = C.opt_bool(options.get("text_only", False), "text_only", dataset=name)
-    img_col = options.get("image_column", "image")
-    imgs = None if text_only or img_col not in table.column_names else _column(table, img_col, files, "image")
+    texts = _column(table, text_column, files, "text") if text_column in table.column_names else [None] * n
+    imgs = None if text_only or image_column not in table.column_names else _column(table, image_column, files,
+                                                                                     "image")
     samples = []
     for k in range(n):
         lab = labels[k]
         idx = lab if isinstance(lab, int) and not isinstance(lab, bool) else (
             classes.index(lab) if isinstance(lab, str) and lab in classes else -1)
         if not 0 <= idx < len(classes):
-            raise DataError(files[0], f"row {k}: label {lab!r}", field=label_col, expected=f"one of {classes}")
+            raise DataError(files[0], f"row {k}: label {lab!r}", field=label_column, expected=f"one of {classes}")
         img = _image(imgs[k], k, root, files[0], ids[k]) if imgs is not None and imgs[k] is not None else None
         samples.append(ClassificationSample(id=ids[k], text=texts[k], image=img, label=idx))
     forms = ("image", "image_file") if imgs is not None else ("text_only",)

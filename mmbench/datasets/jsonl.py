@@ -17,6 +17,7 @@ from pathlib import Path
 
 from mmbench.datasets import common as C
 from mmbench.errors import DataError, MMBenchError
+from mmbench.options import Option
 from mmbench.tasks.base import ImageItem
 
 LAYOUT = """DATA_ROOT/
@@ -26,15 +27,15 @@ LAYOUT = """DATA_ROOT/
     classification:       {"id", "text", "image", "label"}
   images referenced by relative path (inside DATA_ROOT)"""
 
-OPTIONS = {
-    "file": "jsonl file relative to DATA_ROOT (default <split>.jsonl)",
-    "images": "folder the image paths are relative to, inside DATA_ROOT (default DATA_ROOT)",
-    "captions": "retrieval/captioning: all (default) or first5",
-    "box_format": "grounding: xyxy (default) or xywh, pixels",
-    "classes": "classification: comma-separated class names in index order",
-    "text_only": "classification: true to ignore images",
-    "missing": "missing image files: error (default), drop (recorded in the run record) or keep",
-}
+OPTIONS = (
+    Option("file", str, None, "jsonl file relative to DATA_ROOT (default <split>.jsonl)"),
+    Option("images", str, None, "folder the image paths are relative to, inside DATA_ROOT (default DATA_ROOT)"),
+    Option("captions", str, "all", "retrieval/captioning: all (default) or first5", choices=C.CAPTION_MODES),
+    Option("box_format", str, "xyxy", "grounding: xyxy (default) or xywh, pixels", choices=("xyxy", "xywh")),
+    Option("classes", str, None, "classification: comma-separated class names in index order"),
+    Option("text_only", bool, False, "classification: true to ignore images"),
+    C.MISSING,
+)
 SPLITS = ("train", "val", "test")
 from mmbench.tasks import BUILTIN_KINDS as TASKS  # noqa: E402 - the adapter offers every built-in kind
 
@@ -72,19 +73,15 @@ def _image(r, n, path, img_dir, required=True):
     return C.inside(img_dir, r["image"], source=path, field=f"line {n}: image")
 
 
-def load(task: str, split: str, data_root=None, **options):
+@C.adapter("jsonl")
+def load(task: str, split: str, data_root=None, *, file, images, captions, box_format, classes, text_only, missing):
     name = "jsonl"
-    C.check_task(task, TASKS, dataset=name)
-    C.check_split(split, SPLITS, dataset=name)
-    C.no_extra_options(options, OPTIONS, dataset=name)
     root = C.root_dir(data_root, dataset=name, layout=LAYOUT)
-    path = C.inside(root, options.get("file") or f"{split}.jsonl", source=root, field="option file")
+    path = C.inside(root, file or f"{split}.jsonl", source=root, field="option file")
     C.require_file(path, what="jsonl file", layout=LAYOUT)
-    img_dir = C.inside(root, options["images"], source=root, field="option images") if options.get("images") else root
-    missing = C.opt_choice(options.get("missing", "error"), "missing", C.MISSING_CHOICES, dataset=name)
+    img_dir = C.inside(root, images, source=root, field="option images") if images else root
     recs = read_jsonl(path)
     if task in ("retrieval", "captioning"):
-        captions = C.opt_choice(options.get("captions", "all"), "captions", C.CAPTION_MODES, dataset=name)
         entries, seen = [], set()
         for n, r in enumerate(recs, 1):
             caps = C.field(r, "captions", list, source=path, where=f"line {n}")
@@ -100,16 +97,15 @@ def load(task: str, split: str, data_root=None, **options):
                                   protocol="all-captions" if captions == "all" else "5-per-image", files=[path],
                                   root=root, missing=missing, image_dir=img_dir, notes=[], source=path)
     if task == "grounding":
-        return _grounding(recs, split, root, path, img_dir, missing, options)
-    return _classification(recs, split, root, path, img_dir, missing, options)
+        return _grounding(recs, split, root, path, img_dir, missing, box_format)
+    return _classification(recs, split, root, path, img_dir, missing, classes, text_only)
 
 
-def _grounding(recs, split, root, path, img_dir, missing, options):
+def _grounding(recs, split, root, path, img_dir, missing, fmt):
     import numpy as np
 
     from mmbench.tasks.grounding import GroundingData, GroundingSample
 
-    fmt = C.opt_choice(options.get("box_format", "xyxy"), "box_format", ("xyxy", "xywh"), dataset="jsonl")
     samples = []
     for n, r in enumerate(recs, 1):
         where = f"line {n}"
@@ -148,12 +144,11 @@ def _grounding(recs, split, root, path, img_dir, missing, options):
     return GroundingData(samples=samples, meta=meta)
 
 
-def _classification(recs, split, root, path, img_dir, missing, options):
+def _classification(recs, split, root, path, img_dir, missing, classes, text_only):
     from mmbench.tasks.classification import ClassificationData, ClassificationSample
 
-    text_only = C.opt_bool(options.get("text_only", False), "text_only", dataset="jsonl")
-    if options.get("classes"):
-        classes = [c.strip() for c in str(options["classes"]).split(",") if c.strip()]
+    if classes:
+        classes = [c.strip() for c in classes.split(",") if c.strip()]
     else:
         labels = set()
         for sp in SPLITS:

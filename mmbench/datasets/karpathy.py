@@ -12,10 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from mmbench.datasets import common as C
-from mmbench.errors import DataError
+from mmbench.datasets import flickr8k
+from mmbench.errors import DataError, MMBenchError
+from mmbench.options import Option
 from mmbench.tasks.base import ImageItem
 
-SOURCE = "https://cs.stanford.edu/people/karpathy/deepimagesent/caption_datasets.zip"
+SOURCE = C.KARPATHY_SOURCE
 
 LAYOUTS = {
     "flickr30k": f"""DATA_ROOT/
@@ -28,31 +30,25 @@ LAYOUTS = {
                              COCO 2014 images (https://cocodataset.org/#download); the json's
                              'filepath' (train2014 / val2014) is resolved under DATA_ROOT, or under
                              --dataset-option images=DIR""",
-    "flickr8k": f"""DATA_ROOT/ (either layout, auto-detected)
-  dataset_flickr8k.json      Karpathy splits ({SOURCE})
-  -- or the original Flickr8k_text layout --
-  Flickr8k.token.txt         '<image>.jpg#<k>\\t<caption>' lines
-  Flickr_8k.trainImages.txt, Flickr_8k.devImages.txt, Flickr_8k.testImages.txt
-  Flicker8k_Dataset/*.jpg    the 8091 images (also: Flickr8k_Dataset/, images/, Images/;
-                             or --dataset-option images=DIR)
-  (Flickr8k: Hodosh et al. 2013, research-use terms)""",
+    "flickr8k": flickr8k.LAYOUT,
 }
 
 IMAGE_DIRS = {
     "flickr30k": ("flickr30k-images", "flickr30k_images", "images", "Images", "."),
-    "flickr8k": ("Flicker8k_Dataset", "Flickr8k_Dataset/Flicker8k_Dataset", "Flickr8k_Dataset", "images", "Images",
-                 "."),
+    "flickr8k": flickr8k.IMAGE_DIRS,
     "coco": (".",),
 }
 
-OPTIONS = {
-    "captions": "first5 (Karpathy/SCAN protocol, retrieval default) or all (every caption; captioning default)",
-    "protocol": "COCO test retrieval: coco-5k (default) or coco-1k-5fold",
-    "restval": "COCO train: include the 30504 'restval' images (default true, as SCAN/VSE++)",
-    "images": "image folder relative to DATA_ROOT (default: auto-detected)",
-    "annotations": "the Karpathy json relative to DATA_ROOT (default dataset_<name>.json)",
-    "missing": "missing image files: error (default), drop (recorded in the run record) or keep",
-}
+OPTIONS = (
+    Option("captions", str, None, "first5 (Karpathy/SCAN protocol, retrieval default) or all (every caption; "
+                                  "captioning default)", choices=C.CAPTION_MODES),
+    Option("protocol", str, None, "COCO test retrieval: coco-5k (default) or coco-1k-5fold",
+           choices=("coco-5k", "coco-1k-5fold")),
+    Option("restval", bool, True, "COCO train: include the 30504 'restval' images (default true, as SCAN/VSE++)"),
+    Option("images", str, None, "image folder relative to DATA_ROOT (default: auto-detected)"),
+    Option("annotations", str, None, "the Karpathy json relative to DATA_ROOT (default dataset_<name>.json)"),
+    C.MISSING,
+)
 
 TASKS = ("retrieval", "captioning")
 SPLITS = ("train", "val", "test")
@@ -60,18 +56,14 @@ SPLITS = ("train", "val", "test")
 
 def _protocol(dataset: str, split: str, task: str, captions: str, protocol: str | None) -> tuple[str, int]:
     if dataset == "coco" and split == "test" and task == "retrieval":
-        p = C.opt_choice(protocol or "coco-5k", "protocol", ("coco-5k", "coco-1k-5fold"), dataset=dataset)
+        p = protocol or "coco-5k"
         if captions == "all":
             if p == "coco-1k-5fold":
-                from mmbench.errors import MMBenchError
-
                 raise MMBenchError("dataset 'coco': protocol=coco-1k-5fold is defined on 5 captions per image; "
                                    "use captions=first5 (or protocol=coco-5k with captions=all)")
             return "all-captions", 1
         return p, (5 if p == "coco-1k-5fold" else 1)
     if protocol:
-        from mmbench.errors import MMBenchError
-
         raise MMBenchError(f"dataset {dataset!r}: option protocol= applies to COCO test retrieval only "
                            f"(coco-5k / coco-1k-5fold); use captions=first5|all here")
     if captions == "all":
@@ -111,30 +103,27 @@ def parse_karpathy(path: Path, *, dataset: str, layout: str) -> list[dict]:
     return out
 
 
-def load(dataset: str, task: str, split: str, data_root=None, **options):
-    layout = LAYOUTS[dataset]
-    C.check_task(task, TASKS, dataset=dataset)
-    C.check_split(split, SPLITS, dataset=dataset)
-    C.no_extra_options(options, OPTIONS, dataset=dataset)
-    root = C.root_dir(data_root, dataset=dataset, layout=layout)
-    captions = C.opt_choice(options.get("captions", "first5" if task == "retrieval" else "all"), "captions",
-                            C.CAPTION_MODES, dataset=dataset)
-    missing = C.opt_choice(options.get("missing", "error"), "missing", C.MISSING_CHOICES, dataset=dataset)
-    protocol, folds = _protocol(dataset, split, task, captions, options.get("protocol"))
-    ann_name = options.get("annotations") or f"dataset_{dataset}.json"
-    ann = C.inside(root, ann_name, source=root, field="option annotations")
-    if dataset == "flickr8k" and not options.get("annotations") and not ann.is_file():
-        from mmbench.datasets import flickr8k
+def load(name: str, task: str, split: str, data_root=None, **options):
+    """Karpathy split ``split`` of ``name`` (flickr30k, flickr8k, coco); options checked by its spec."""
+    return C.checked_load(name, task, split, data_root, **options)
 
-        if (root / "Flickr8k.token.txt").is_file():
-            return flickr8k.load_original(task, split, root, captions=captions, protocol=protocol,
-                                          missing=missing, images=options.get("images"))
+
+def read(dataset: str, task: str, split: str, data_root=None, *, captions, protocol, restval, images, annotations,
+         missing):
+    """One Karpathy split; task, split and options are checked and typed by the spec (``OPTIONS``)."""
+    layout = LAYOUTS[dataset]
+    root = C.root_dir(data_root, dataset=dataset, layout=layout)
+    captions = captions or ("first5" if task == "retrieval" else "all")
+    protocol, folds = _protocol(dataset, split, task, captions, protocol)
+    ann_name = annotations or f"dataset_{dataset}.json"
+    ann = C.inside(root, ann_name, source=root, field="option annotations")
+    if dataset == "flickr8k" and not annotations and not ann.is_file() and (root / "Flickr8k.token.txt").is_file():
+        return flickr8k.load_original(task, split, root, captions=captions, protocol=protocol, missing=missing,
+                                      images=images)
     C.require_file(ann, what=f"Karpathy split file {ann_name}", layout=layout)
     records = parse_karpathy(ann, dataset=dataset, layout=layout)
-    want = {split} | ({"restval"} if dataset == "coco" and split == "train" and
-                      C.opt_bool(options.get("restval", "true"), "restval", dataset=dataset) else set())
-    img_dir = C.find_dir(root, IMAGE_DIRS[dataset], option=options.get("images"), dataset=dataset,
-                         what="image", layout=layout)
+    want = {split} | ({"restval"} if dataset == "coco" and split == "train" and restval else set())
+    img_dir = C.find_dir(root, IMAGE_DIRS[dataset], option=images, dataset=dataset, what="image", layout=layout)
     entries = []
     for i, r in enumerate(records):
         if r["split"] not in want:
@@ -147,13 +136,16 @@ def load(dataset: str, task: str, split: str, data_root=None, **options):
                               root=root, missing=missing, image_dir=img_dir, notes=notes, folds=folds, source=ann)
 
 
+@C.adapter("flickr30k")
 def load_flickr30k(task: str, split: str, data_root=None, **options):
-    return load("flickr30k", task, split, data_root, **options)
+    return read("flickr30k", task, split, data_root, **options)
 
 
+@C.adapter("flickr8k")
 def load_flickr8k(task: str, split: str, data_root=None, **options):
-    return load("flickr8k", task, split, data_root, **options)
+    return read("flickr8k", task, split, data_root, **options)
 
 
+@C.adapter("coco")
 def load_coco(task: str, split: str, data_root=None, **options):
-    return load("coco", task, split, data_root, **options)
+    return read("coco", task, split, data_root, **options)

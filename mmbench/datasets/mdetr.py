@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from mmbench.datasets import common as C
 from mmbench.datasets.refer import grounding_data
-from mmbench.errors import DataError
+from mmbench.errors import DataError, MMBenchError
+from mmbench.options import Option
 
 SUBSETS = {"refcoco": ("train", "val", "testA", "testB"), "refcoco+": ("train", "val", "testA", "testB"),
            "refcocog": ("train", "val", "test")}
@@ -24,28 +25,28 @@ LAYOUT = """DATA_ROOT/
                           (https://github.com/ashkamath/mdetr/blob/main/.github/refexp.md)
   train2014/COCO_train2014_*.jpg   COCO 2014 train images (or --dataset-option images=DIR)"""
 
-OPTIONS = {
-    "dataset": "refcoco (default), refcoco+ or refcocog",
-    "annotations": "folder holding the finetune_*.json files, relative to DATA_ROOT (default mdetr_annotations/ or DATA_ROOT)",
-    "images": "COCO train2014 image folder relative to DATA_ROOT (default: auto-detected)",
-    "missing": "missing image files: error (default), drop (recorded in the run record) or keep",
-}
+OPTIONS = (
+    Option("dataset", str, "refcoco", "refcoco (default), refcoco+ or refcocog", choices=tuple(SUBSETS)),
+    Option("annotations", str, None, "folder holding the finetune_*.json files, relative to DATA_ROOT (default "
+                                     "mdetr_annotations/ or DATA_ROOT)"),
+    Option("images", str, None, "COCO train2014 image folder relative to DATA_ROOT (default: auto-detected)"),
+    C.MISSING,
+)
 
 
-def load(task: str, split: str, data_root=None, **options):
-    name = "mdetr_refexp"
-    C.check_task(task, ("grounding",), dataset=name)
-    C.no_extra_options(options, OPTIONS, dataset=name)
+@C.adapter("mdetr_refexp")
+def load(task: str, split: str, data_root=None, *, dataset, annotations, images, missing):
+    name, sub = "mdetr_refexp", dataset
     root = C.root_dir(data_root, dataset=name, layout=LAYOUT)
-    sub = C.opt_choice(options.get("dataset", "refcoco"), "dataset", tuple(SUBSETS), dataset=name)
-    C.check_split(split, SUBSETS[sub], dataset=name, why=f" for dataset={sub}")
-    missing = C.opt_choice(options.get("missing", "error"), "missing", C.MISSING_CHOICES, dataset=name)
-    if options.get("annotations"):
-        folder = C.inside(root, options["annotations"], source=root, field="option annotations")
+    if split not in SUBSETS[sub]:  # the spec lists every subset's splits
+        raise MMBenchError(f"dataset {name!r}: split {split!r} is not available for dataset={sub}; "
+                           f"splits: {', '.join(SUBSETS[sub])}")
+    if annotations:
+        folder = C.inside(root, annotations, source=root, field="option annotations")
     else:
         folder = root / "mdetr_annotations" if (root / "mdetr_annotations").is_dir() else root
     path = C.require_file(folder / f"finetune_{sub}_{split}.json", what=f"finetune_{sub}_{split}.json", layout=LAYOUT)
-    img_dir = C.find_dir(root, IMAGE_DIRS, option=options.get("images"), dataset=name, what="COCO train2014 image",
+    img_dir = C.find_dir(root, IMAGE_DIRS, option=images, dataset=name, what="COCO train2014 image",
                          layout=LAYOUT)
     from mmbench.datasets.coco_captions import parse_images
 

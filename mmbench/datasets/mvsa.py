@@ -22,6 +22,7 @@ from pathlib import Path
 
 from mmbench.datasets import common as C
 from mmbench.errors import DataError, MMBenchError
+from mmbench.options import Option
 from mmbench.tasks.base import ImageItem
 
 CLASSES = ["positive", "neutral", "negative"]
@@ -41,13 +42,11 @@ CLMLF_LAYOUT = """DATA_ROOT/                     (or DATA_ROOT/{folder}/)
   From https://github.com/Link-Li/CLMLF (dataset/data/{folder}); images from the MVSA release.
   Without images: --dataset-option text_only=true"""
 
-RAW_OPTIONS = {
-    "seed": "seed of the stratified 8:1:1 split (default 0)",
-    "text_only": "true: no images (explicit text-only evaluation, recorded as the protocol)",
-    "missing": "missing image files: error (default), drop (recorded in the run record) or keep",
-}
-CLMLF_OPTIONS = {**RAW_OPTIONS, "images": "image folder relative to DATA_ROOT (default: auto-detected)"}
-del CLMLF_OPTIONS["seed"]
+_TEXT_ONLY = Option("text_only", bool, False, "true: no images (explicit text-only evaluation, recorded as the "
+                                              "protocol)")
+RAW_OPTIONS = (Option("seed", int, 0, "seed of the stratified 8:1:1 split (default 0)", low=-1), _TEXT_ONLY, C.MISSING)
+CLMLF_OPTIONS = (_TEXT_ONLY, C.MISSING, Option("images", str, None, "image folder relative to DATA_ROOT (default: "
+                                                                    "auto-detected)"))
 
 
 def layout(name: str) -> str:
@@ -159,13 +158,13 @@ def _finish(name, task, split, root, rows, img_dir, text_only, missing, files, p
 
 
 def load_raw(name: str, task: str, split: str, data_root=None, **options):
-    C.check_task(task, ("classification",), dataset=name)
-    C.check_split(split, SPLITS, dataset=name)
-    C.no_extra_options(options, RAW_OPTIONS, dataset=name)
+    """Split ``split`` of the raw MVSA release ``name`` (mvsa_single, mvsa_multiple), checked by its spec."""
+    return C.checked_load(name, task, split, data_root, **options)
+
+
+def read_raw(name: str, task: str, split: str, data_root=None, *, seed, text_only, missing):
+    """One split of the raw release; task, split and options are checked and typed by the spec."""
     root = _root(name, data_root)
-    seed = C.opt_int(options.get("seed", 0), "seed", dataset=name)
-    text_only = C.opt_bool(options.get("text_only", False), "text_only", dataset=name)
-    missing = C.opt_choice(options.get("missing", "error"), "missing", C.MISSING_CHOICES, dataset=name)
     lab_path = root / "labelResultAll.txt"
     if not lab_path.is_file() and (root / "labelResult.txt").is_file():
         lab_path = root / "labelResult.txt"
@@ -185,12 +184,13 @@ def load_raw(name: str, task: str, split: str, data_root=None, **options):
 
 
 def load_clmlf(name: str, task: str, split: str, data_root=None, **options):
-    C.check_task(task, ("classification",), dataset=name)
-    C.check_split(split, SPLITS, dataset=name)
-    C.no_extra_options(options, CLMLF_OPTIONS, dataset=name)
+    """Split ``split`` of CLMLF split files ``name`` (mvsa_*_clmlf), options checked by its spec."""
+    return C.checked_load(name, task, split, data_root, **options)
+
+
+def read_clmlf(name: str, task: str, split: str, data_root=None, *, text_only, missing, images):
+    """One CLMLF split file; task, split and options are checked and typed by the spec."""
     root = _root(name, data_root)
-    text_only = C.opt_bool(options.get("text_only", False), "text_only", dataset=name)
-    missing = C.opt_choice(options.get("missing", "error"), "missing", C.MISSING_CHOICES, dataset=name)
     fold = root / "10-flod-1" if (root / "10-flod-1").is_dir() else root
     path = C.require_file(fold / f"{'dev' if split == 'val' else split}.json", what="CLMLF split file",
                           layout=layout(name))
@@ -213,7 +213,7 @@ def load_clmlf(name: str, task: str, split: str, data_root=None, **options):
         rows.append((rid, text, lab))
     img_dir = None
     if not text_only:
-        img_dir = C.find_dir(root, ("dataset_image", "data", "images"), option=options.get("images"), dataset=name,
+        img_dir = C.find_dir(root, ("dataset_image", "data", "images"), option=images, dataset=name,
                              what="image", layout=layout(name), required=False)
         if img_dir is None:
             raise MMBenchError(
@@ -225,17 +225,21 @@ def load_clmlf(name: str, task: str, split: str, data_root=None, **options):
     return _finish(name, task, split, root, rows, img_dir, text_only, missing, [path], protocol, [])
 
 
+@C.adapter("mvsa_single")
 def load_single(task: str, split: str, data_root=None, **options):
-    return load_raw("mvsa_single", task, split, data_root, **options)
+    return read_raw("mvsa_single", task, split, data_root, **options)
 
 
+@C.adapter("mvsa_multiple")
 def load_multiple(task: str, split: str, data_root=None, **options):
-    return load_raw("mvsa_multiple", task, split, data_root, **options)
+    return read_raw("mvsa_multiple", task, split, data_root, **options)
 
 
+@C.adapter("mvsa_single_clmlf")
 def load_single_clmlf(task: str, split: str, data_root=None, **options):
-    return load_clmlf("mvsa_single_clmlf", task, split, data_root, **options)
+    return read_clmlf("mvsa_single_clmlf", task, split, data_root, **options)
 
 
+@C.adapter("mvsa_multiple_clmlf")
 def load_multiple_clmlf(task: str, split: str, data_root=None, **options):
-    return load_clmlf("mvsa_multiple_clmlf", task, split, data_root, **options)
+    return read_clmlf("mvsa_multiple_clmlf", task, split, data_root, **options)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from mmbench.datasets import common as C
 from mmbench.errors import DataError, MMBenchError
+from mmbench.options import Option
 from mmbench.tasks.base import ImageItem
 
 SPLITS = {"f30k_precomp": ("train", "dev", "test"), "coco_precomp": ("train", "dev", "test", "testall")}
@@ -29,12 +30,13 @@ LAYOUT = """DATA_ROOT/                       (or DATA_ROOT = the {name} folder i
   vocab/{name}_vocab.json         optional SCAN vocabulary {{word2idx, idx2word, idx}}
   splits: {splits}"""
 
-OPTIONS = {
-    "dev_cut": "cut the dev split to its first 5000 captions as SCAN/SGRAF do (default true)",
-    "features": "feature file name inside the folder (default <split>_ims.npy)",
-}
+OPTIONS = (
+    Option("dev_cut", bool, True, "cut the dev split to its first 5000 captions as SCAN/SGRAF do (default true)"),
+    Option("features", str, None, "feature file name inside the folder (default <split>_ims.npy)"),
+)
 
-COCO_OPTIONS = {**OPTIONS, "protocol": "testall split: coco-5k (default) or coco-1k-5fold (5 folds of 1000)"}
+COCO_OPTIONS = OPTIONS + (Option("protocol", str, None, "testall split: coco-5k (default) or coco-1k-5fold "
+                                                        "(5 folds of 1000)", choices=("coco-5k", "coco-1k-5fold")),)
 
 DEV_CUT = 5000  # kuanghuei/SCAN:data.py PrecompDataset: `if data_split == 'dev': self.length = 5000`
 
@@ -77,13 +79,16 @@ def check_vocab(path: Path) -> None:
 
 
 def load(name: str, task: str, split: str, data_root=None, **options):
-    C.check_task(task, ("retrieval",), dataset=name)
-    C.check_split(split, SPLITS[name], dataset=name)
-    C.no_extra_options(options, COCO_OPTIONS if name == "coco_precomp" else OPTIONS, dataset=name)
+    """Split ``split`` of ``name`` (f30k_precomp or coco_precomp), options checked by its spec."""
+    return C.checked_load(name, task, split, data_root, **options)
+
+
+def read(name: str, task: str, split: str, data_root=None, *, dev_cut, features, protocol=None):
+    """One split of ``name``; task, split and options are checked and typed by the spec."""
     root = C.root_dir(data_root, dataset=name, layout=layout(name))
     folder = _folder(root, name)
     caps_path = C.require_file(folder / f"{split}_caps.txt", what="caption file", layout=layout(name))
-    feat_name = options.get("features") or f"{split}_ims.npy"
+    feat_name = features or f"{split}_ims.npy"
     feat_path = C.inside(folder, feat_name, source=folder, field="option features")
     captions = [c.strip() for c in C.read_lines(caps_path, layout=layout(name))]
     notes: list[str] = []
@@ -97,7 +102,7 @@ def load(name: str, task: str, split: str, data_root=None, **options):
     else:
         raise DataError(feat_path, f"{n_rows} feature rows for {n_caps} captions in {caps_path.name}",
                         field="shape[0]", expected="one row per caption or one row per 5 captions")
-    if split == "dev" and C.opt_bool(options.get("dev_cut", "true"), "dev_cut", dataset=name) and n_caps > DEV_CUT:
+    if split == "dev" and dev_cut and n_caps > DEV_CUT:
         notes.append(f"dev cut to the first {DEV_CUT} of {n_caps} captions (kuanghuei/SCAN:data.py)")
         captions = captions[:DEV_CUT]
     if len(captions) % 5:
@@ -125,15 +130,15 @@ def load(name: str, task: str, split: str, data_root=None, **options):
     from mmbench.tasks.retrieval import RetrievalData
 
     C.size_notes(name, split, "", {"images": n_images, "texts": len(captions)}, notes)
-    protocol, folds = ("flickr30k-1k" if (name, split) == ("f30k_precomp", "test") else "5-per-image"), 1
+    given, protocol = protocol, ("flickr30k-1k" if (name, split) == ("f30k_precomp", "test") else "5-per-image")
+    folds = 1
     if (name, split) == ("coco_precomp", "testall"):
-        protocol = C.opt_choice(options.get("protocol", "coco-5k"), "protocol", ("coco-5k", "coco-1k-5fold"),
-                                dataset=name)
+        protocol = given or "coco-5k"
         folds = 5 if protocol == "coco-1k-5fold" else 1
     if (name, split) == ("coco_precomp", "test"):
         notes.append("the 1000-image test split is not the COCO 1K protocol (Paranioar/SGRAF issue 7); "
                      "use split testall with protocol=coco-1k-5fold")
-    if (name, split) != ("coco_precomp", "testall") and options.get("protocol") is not None:
+    if (name, split) != ("coco_precomp", "testall") and given is not None:
         raise MMBenchError(f"dataset {name!r}: option protocol= applies to the coco_precomp testall split "
                            f"(5000 images); split {split!r} is {protocol}")
     meta = C.make_meta(name, split, task, protocol=protocol, files=files, data_root=root,
@@ -143,9 +148,11 @@ def load(name: str, task: str, split: str, data_root=None, **options):
                          folds=folds)
 
 
+@C.adapter("f30k_precomp")
 def load_f30k(task: str, split: str, data_root=None, **options):
-    return load("f30k_precomp", task, split, data_root, **options)
+    return read("f30k_precomp", task, split, data_root, **options)
 
 
+@C.adapter("coco_precomp")
 def load_coco(task: str, split: str, data_root=None, **options):
-    return load("coco_precomp", task, split, data_root, **options)
+    return read("coco_precomp", task, split, data_root, **options)

@@ -15,6 +15,7 @@ from pathlib import Path
 from mmbench.datasets import common as C
 from mmbench.datasets import safe_pickle
 from mmbench.errors import DataError, MMBenchError
+from mmbench.options import Option
 from mmbench.tasks.base import ImageItem
 
 SPLITS_BY = {
@@ -35,12 +36,17 @@ LAYOUT = """DATA_ROOT/
                                  (also found: images/train2014, train2014/; or --dataset-option images=DIR)
   split_by: {bys}; splits: {splits}"""
 
-OPTIONS = {
-    "split_by": "refcoco: unc (default) or google; refcoco+: unc; refcocog: umd (default) or google",
-    "text": "expression text: sent (refer's cleaned lower-case text, default) or raw",
-    "images": "COCO train2014 image folder relative to DATA_ROOT (default: auto-detected)",
-    "missing": "missing image files: error (default), drop (recorded in the run record) or keep",
-}
+def options_of(name: str) -> tuple[Option, ...]:
+    """The dataset options of ``name`` (its ``split_by`` choices and default differ)."""
+    return (
+        Option("split_by", str, DEFAULT_SPLIT_BY[name], "refcoco: unc (default) or google; refcoco+: unc; "
+                                                        "refcocog: umd (default) or google",
+               choices=tuple(SPLITS_BY[name])),
+        Option("text", str, "sent", "expression text: sent (refer's cleaned lower-case text, default) or raw",
+               choices=("sent", "raw")),
+        Option("images", str, None, "COCO train2014 image folder relative to DATA_ROOT (default: auto-detected)"),
+        C.MISSING,
+    )
 
 
 def layout(name: str) -> str:
@@ -119,20 +125,22 @@ def grounding_data(dataset: str, split: str, root: Path, files: list[Path], rows
 
 
 def load(name: str, task: str, split: str, data_root=None, **options):
-    C.check_task(task, ("grounding",), dataset=name)
-    C.no_extra_options(options, OPTIONS, dataset=name)
+    """Split ``split`` of ``name`` (refcoco, refcoco+, refcocog), options checked by its spec."""
+    return C.checked_load(name, task, split, data_root, **options)
+
+
+def read(name: str, task: str, split: str, data_root=None, *, split_by, text, images, missing):
+    """One split of ``name``; task and options are checked and typed by the spec (``options_of(name)``)."""
     lay = layout(name)
     root = C.root_dir(data_root, dataset=name, layout=lay)
-    by = C.opt_choice(options.get("split_by", DEFAULT_SPLIT_BY[name]), "split_by", tuple(SPLITS_BY[name]),
-                      dataset=name)
-    C.check_split(split, SPLITS_BY[name][by], dataset=name, why=f" with split_by={by}")
-    text = C.opt_choice(options.get("text", "sent"), "text", ("sent", "raw"), dataset=name)
-    missing = C.opt_choice(options.get("missing", "error"), "missing", C.MISSING_CHOICES, dataset=name)
+    by = split_by
+    if split not in SPLITS_BY[name][by]:  # the spec lists every split_by's splits
+        raise MMBenchError(f"dataset {name!r}: split {split!r} is not available with split_by={by}; "
+                           f"splits: {', '.join(SPLITS_BY[name][by])}")
     folder = root / name if (root / name).is_dir() else root
     inst = C.require_file(folder / "instances.json", what=f"{name} instances.json", layout=lay)
     refs_path = C.require_file(folder / f"refs({by}).p", what=f"refs({by}).p", layout=lay)
-    img_dir = C.find_dir(root, IMAGE_DIRS, option=options.get("images"), dataset=name, what="COCO train2014 image",
-                         layout=lay)
+    img_dir = C.find_dir(root, IMAGE_DIRS, option=images, dataset=name, what="COCO train2014 image", layout=lay)
     images, boxes = parse_instances(inst)
     refs = parse_refs(refs_path)
     rows = []
@@ -155,13 +163,16 @@ def load(name: str, task: str, split: str, data_root=None, **options):
                           f"{name}-{by}", refs_path)
 
 
+@C.adapter("refcoco")
 def load_refcoco(task: str, split: str, data_root=None, **options):
-    return load("refcoco", task, split, data_root, **options)
+    return read("refcoco", task, split, data_root, **options)
 
 
+@C.adapter("refcoco+")
 def load_refcoco_plus(task: str, split: str, data_root=None, **options):
-    return load("refcoco+", task, split, data_root, **options)
+    return read("refcoco+", task, split, data_root, **options)
 
 
+@C.adapter("refcocog")
 def load_refcocog(task: str, split: str, data_root=None, **options):
-    return load("refcocog", task, split, data_root, **options)
+    return read("refcocog", task, split, data_root, **options)

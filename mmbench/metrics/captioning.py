@@ -145,7 +145,24 @@ def check_inputs(references: Mapping[str, Sequence[str]], candidates: Mapping[st
     if bad:
         raise DataError(source, f"candidate caption for image {bad[0]!r} is {type(candidates[bad[0]]).__name__}",
                         field="caption", expected="a string")
+    for what, texts in (("candidate", ((i, [candidates[i]]) for i in ids)), ("reference", ((i, references[i])
+                                                                                         for i in ids))):
+        for i, caps in texts:
+            for c in caps:
+                if not isinstance(c, str):
+                    raise DataError(source, f"a {what} caption of image {i!r} is {type(c).__name__}",
+                                    field="caption", expected="a string")
+                if len(c) > MAX_CAPTION_CHARS or c.count(" ") >= MAX_CAPTION_WORDS:
+                    raise DataError(source, f"the {what} caption of image {i!r} has {len(c.split())} words / "
+                                            f"{len(c)} characters", field="caption",
+                                    expected=f"at most {MAX_CAPTION_WORDS} words and {MAX_CAPTION_CHARS} characters "
+                                             f"(METEOR's aligner and CIDEr are quadratic in the caption length)")
     return ids
+
+
+#: bounds on one caption: a 50,000-word "caption" would hold METEOR's JVM for hours
+MAX_CAPTION_WORDS = 1000
+MAX_CAPTION_CHARS = 20000
 
 
 IMPLS = ("fast", "reference")

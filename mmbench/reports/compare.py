@@ -11,31 +11,32 @@ threshold, tokenizer) is refused with a ``MismatchError`` naming the field and b
 For every metric the report gives baseline, new, delta (new − baseline, from the records),
 and a paired-bootstrap confidence interval and two-sided p-value of the delta over the
 samples both runs share (aligned by ``sample_ids``; ``mmbench.metrics.bootstrap.paired_bootstrap``).
-Gates (``mmbench.reports.gates``) are checked on those rows. Outputs: rich tables,
-markdown (for a pull-request comment or ``$GITHUB_STEP_SUMMARY``), JUnit XML (one test case
-per gate check) and JSON.
+Gates are parsed and checked on those rows by ``mmbench.reports.gates``; a comparison is
+rendered (rich tables, markdown, JUnit XML, JSON) by ``mmbench.reports.compare_render``. This
+module is the data: loading, matching, the paired metric rows and their statistics.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from mmbench import records as _records
-from mmbench.errors import DataError, MismatchError, MMBenchError
+from mmbench.errors import MismatchError, MMBenchError
 from mmbench.records import RunRecord
-from mmbench.reports.gates import GateRule
+from mmbench.reports.format import num as _num
+from mmbench.reports.gates import GateCheck, GateRule, check_rules, mark_rows
 from mmbench.reports.leaderboard import newest_first
 from mmbench.tasks import kind_for_report
 
+# moved to compare_render / gates / format; re-exported for code that imports them from here
+from mmbench.reports.compare_render import to_json, to_junit, to_markdown, to_rich  # noqa: F401
+from mmbench.reports.format import p_value as _p  # noqa: F401
+from mmbench.reports.gates import apply_rule  # noqa: F401
+
 #: how runs are paired: by plugin (a regression check of one model) or by samples (two models, same data)
 PAIR_BY = ("plugin", "samples")
-
 
 
 @dataclass
@@ -97,19 +98,6 @@ class RunPair:
 
 
 @dataclass
-class GateCheck:
-    rule: str  # normalised rule text
-    origin: str
-    run: str  # run label
-    metric: str
-    passed: bool
-    message: str
-
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
-
-
-@dataclass
 class Comparison:
     pairs: list[RunPair]
     checks: list[GateCheck]
@@ -151,22 +139,9 @@ class Comparison:
 
 
 def load_runs(paths, side: str = "records") -> list[LoadedRun]:
-    """Record files or folders of them (searched recursively for ``*.json``), keeping each path."""
-    out: list[LoadedRun] = []
-    if isinstance(paths, (str, Path)):
-        paths = [paths]
-    for p in paths:
-        p = Path(p)
-        if p.is_dir():
-            files = sorted(f for f in p.rglob("*.json") if not f.name.startswith("."))
-            if not files:
-                raise DataError(p, f"{side}: folder holds no record files (*.json)")
-        elif p.exists():
-            files = [p]
-        else:
-            raise DataError(p, f"{side}: no such record file or folder")
-        out.extend(LoadedRun(_records.load(f), str(f)) for f in files)
-    return out
+    """Record files or folders of them (searched recursively for ``*.json``), keeping each path;
+    ``side`` ("baseline", "new") labels the errors (``mmbench.records.load_many``)."""
+    return [LoadedRun(rec, path) for path, rec in _records.load_many(paths, with_paths=True, what=side)]
 
 
 # ----------------------------------------------------------------------------------- matching
@@ -337,13 +312,6 @@ def align_per_sample(task: str, rb: RunRecord, rn: RunRecord) -> tuple[dict, dic
 # ----------------------------------------------------------------------------------- comparing
 
 
-def _num(v) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    v = float(v)
-    return v if math.isfinite(v) else None
-
-
 def _metric_order(task: str, names) -> list[str]:
     return kind_for_report(task).order_metrics(names)
 
@@ -464,220 +432,8 @@ def compare(baseline: list[LoadedRun], new: list[LoadedRun], rules: list[GateRul
     for r in only_n:
         notes.append(f"new run {r.label} has no baseline ({r.path})")
     # with a failed or missing run the compare fails already; a rule may then match nothing
-    strict = not checks
-    for rule in rules:
-        checks.extend(apply_rule(rule, live, strict=strict))
-    for p in live:
-        worst: dict[str, str] = {}
-        for c in checks:
-            if c.run == p.label and c.metric:
-                worst[c.metric] = "fail" if (not c.passed or worst.get(c.metric) == "fail") else "pass"
-        for row in p.rows:
-            row.gate = worst.get(row.metric, "")
+    checks.extend(check_rules(rules, live, strict=not checks))
+    mark_rows(live, checks)
     return Comparison(pairs, checks, only_b, only_n, notes,
                       settings={"n_resamples": n_resamples, "seed": seed, "confidence": confidence,
                                 "pair_by": pair_by, "rules": [r.describe() for r in rules]})
-
-
-def _f(v, digits=2) -> str:
-    if v is None:
-        return "–"
-    return f"{v:.{digits}f}" if abs(v) >= 1 or v == 0 else f"{v:.4f}"
-
-
-def _d(v) -> str:
-    if v is None:
-        return "–"
-    if abs(v) < 5e-10:  # float noise of a zero difference (e.g. rsum of equal R@K sums)
-        v = 0.0
-    return f"{v:+.2f}" if abs(v) >= 1 or v == 0 else f"{v:+.4f}"
-
-
-def _p(p) -> str:
-    if p is None:
-        return "–"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
-
-
-def apply_rule(rule: GateRule, pairs: list[RunPair], *, strict: bool = True) -> list[GateCheck]:
-    """Checks of one rule on every pair in its scope; a rule matching nothing raises (when strict)."""
-    out: list[GateCheck] = []
-    seen_metrics: set[str] = set()
-    for p in pairs:
-        if not rule.matches_run(p.fields()):
-            continue
-        if rule.kind == "published":
-            for pub in p.new.record.published or []:
-                if not rule.matches_metric(pub.get("metric", "")):
-                    continue
-                within = bool(pub.get("within"))
-                msg = (f"{pub.get('metric')}: measured {_f(_num(pub.get('measured')))}, published "
-                       f"{_f(_num(pub.get('published')))} (Δ {_d(_num(pub.get('delta')))}, tolerance "
-                       f"±{pub.get('tolerance')}, {pub.get('source') or 'no source'})")
-                out.append(GateCheck(rule.describe(), rule.origin, p.label, pub.get("metric", ""), within,
-                                     msg + ("" if within else ": outside the published tolerance")))
-            seen_metrics |= {str(x.get("metric")) for x in p.new.record.published or []}
-            continue
-        for row in p.rows:
-            seen_metrics.add(row.metric)
-            if not rule.matches_metric(row.metric):
-                continue
-            if row.baseline is None or row.new is None:
-                if not rule.is_glob:
-                    out.append(GateCheck(rule.describe(), rule.origin, p.label, row.metric, False,
-                                         f"{row.metric} is {row.note}"))
-                continue
-            out.append(_check(rule, p, row))
-    if not out and strict:
-        where = " ".join(f"{k}={v}" for k, v in rule.scopes)
-        what = "published numbers" if rule.kind == "published" else "metrics"
-        raise MMBenchError(f"gate {rule.text!r} ({rule.origin}) matches no {'declared ' if rule.kind == 'published' else ''}"
-                           f"metric in the compared runs{' for ' + where if where else ''}. "
-                           f"{what} present: {', '.join(sorted(seen_metrics)) or '(none)'}")
-    return out
-
-
-def _check(rule: GateRule, p: RunPair, row: MetricRow) -> GateCheck:
-    drop = (row.baseline - row.new) if row.higher_is_better else (row.new - row.baseline)
-    base = f"{row.metric}: baseline {_f(row.baseline)}, new {_f(row.new)} (Δ {_d(row.delta)})"
-    eps = 1e-9 * max(1.0, abs(row.baseline))
-    if rule.kind == "max_drop":
-        if rule.relative:
-            rel = 100.0 * drop / abs(row.baseline) if row.baseline else (0.0 if drop <= 0 else math.inf)
-            ok = rel <= rule.threshold + 1e-9
-            msg = f"{base}: dropped {rel:.2f}% of the baseline, allowed {rule.threshold:g}%"
-        else:
-            ok = drop <= rule.threshold + eps
-            msg = f"{base}: dropped {max(drop, 0.0):.4g}, allowed {rule.threshold:g}"
-        return GateCheck(rule.describe(), rule.origin, p.label, row.metric, ok, msg)
-    if rule.kind == "no_sig_drop":
-        if row.p_value is None:
-            return GateCheck(rule.describe(), rule.origin, p.label, row.metric, False,
-                             f"{base}: significance cannot be tested ({row.note or 'no per-sample outcomes'})")
-        sig = drop > 0 and row.p_value < rule.threshold
-        ci = f", 95% CI of Δ [{_d(row.ci[0])}, {_d(row.ci[1])}]" if row.ci else ""
-        msg = (f"{base}{ci}, p={_p(row.p_value)}: "
-               + ("significant drop" if sig else ("no significant drop" if drop > 0 else "no drop"))
-               + f" at p<{rule.threshold:g}")
-        return GateCheck(rule.describe(), rule.origin, p.label, row.metric, not sig, msg)
-    v, t = row.new, rule.threshold
-    ok = {">=": v >= t, ">": v > t, "<=": v <= t, "<": v < t}[rule.op]
-    return GateCheck(rule.describe(), rule.origin, p.label, row.metric, ok,
-                     f"{row.metric}: new {_f(v)} {'satisfies' if ok else 'violates'} {rule.op} {t:g}")
-
-
-# ----------------------------------------------------------------------------------- rendering
-
-
-def _md(s) -> str:
-    """Plain text in a markdown table cell: no line breaks, pipes escaped, no raw HTML."""
-    return re.sub(r"[\r\n]+", " ", str(s)).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _code(s) -> str:
-    """Text inside a `code span` in a table cell (entities would show literally there)."""
-    return re.sub(r"[\r\n]+", " ", str(s)).replace("`", "'").replace("|", "\\|")
-
-
-def to_markdown(c: Comparison) -> str:
-    n, nf = len(c.checks), len(c.failures)
-    if not c.checks:
-        head = "## mmbench compare: no gates checked"
-    elif c.passed:
-        head = f"## ✅ mmbench compare: all {n} gate check(s) hold"
-    else:
-        head = f"## ❌ mmbench compare: {nf} of {n} gate check(s) failed"
-    out = [head, ""]
-    if c.failures:
-        out += ["### Failed gates", "", "| run | gate | result |", "|---|---|---|"]
-        out += [f"| {_md(x.run)} | `{_code(x.rule)}` | {_md(x.message)} |" for x in c.failures]
-        out.append("")
-    conf = int(round(100 * c.settings.get("confidence", 0.95)))
-    for p in c.pairs:
-        out.append(f"### {_md(p.label)}")
-        fp = p.new.record.dataset.get("fingerprint", "")
-        meta = [f"task {_md(p.new.record.task)}"] + ([f"data `{_code(fp)}`"] if fp else [])
-        if p.n_shared:
-            meta.append(f"{p.n_shared} paired samples")
-        meta.append(f"runs `{_code(p.baseline.record.run_id)}` → `{_code(p.new.record.run_id)}`")
-        out += [" · ".join(meta), ""]
-        if not p.rows:
-            out += ["(no metrics)", ""]
-            continue
-        out += [f"| metric | baseline | new | Δ | {conf}% CI of Δ | p | gate |", "|---|---:|---:|---:|---:|---:|:---:|"]
-        for r in p.rows:
-            ci = f"[{_d(r.ci[0])}, {_d(r.ci[1])}]" if r.ci else "–"
-            mark = {"pass": "✅", "fail": "❌"}.get(r.gate, "")
-            name = _md(r.metric) + ("" if r.higher_is_better else " ↓")
-            out.append(f"| {name} | {_f(r.baseline)} | {_f(r.new)} | {_d(r.delta)} | {ci} | {_p(r.p_value)} | {mark} |")
-        for note in p.notes:
-            out.append(f"\n> {_md(note)}")
-        out.append("")
-    if c.checks and c.passed:
-        out += ["<details><summary>Gate checks</summary>", "", "| run | gate | result |", "|---|---|---|"]
-        out += [f"| {_md(x.run)} | `{_code(x.rule)}` | {_md(x.message)} |" for x in c.checks]
-        out += ["", "</details>", ""]
-    for note in c.notes:
-        out.append(f"- {_md(note)}")
-    if c.notes:
-        out.append("")
-    out.append(f"<sub>paired bootstrap: {c.settings.get('n_resamples')} resamples, seed {c.settings.get('seed')}; "
-               f"↓ = lower is better; Δ = new − baseline</sub>")
-    return "\n".join(out) + "\n"
-
-
-_XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
-
-
-def to_junit(c: Comparison) -> str:
-    """JUnit XML: one <testsuite> per gate rule, one <testcase> per check (run × metric)."""
-    import xml.etree.ElementTree as ET
-
-    clean = lambda s: _XML_BAD.sub("?", str(s))  # noqa: E731
-    root = ET.Element("testsuites", name="mmbench compare", tests=str(len(c.checks)),
-                      failures=str(len(c.failures)))
-    suites: dict[str, Any] = {}
-    for chk in c.checks:
-        if chk.rule not in suites:
-            suites[chk.rule] = ET.SubElement(root, "testsuite", name=clean(chk.rule), tests="0", failures="0")
-        s = suites[chk.rule]
-        s.set("tests", str(int(s.get("tests")) + 1))
-        name = f"{chk.run}: {chk.metric}" if chk.metric else chk.run
-        tc = ET.SubElement(s, "testcase", classname=clean(f"mmbench.compare.{chk.rule}"), name=clean(name))
-        if chk.passed:
-            ET.SubElement(tc, "system-out").text = clean(chk.message)
-        else:
-            s.set("failures", str(int(s.get("failures")) + 1))
-            f = ET.SubElement(tc, "failure", message=clean(chk.message), type="GateFailed")
-            f.text = clean(f"{chk.message}\nrule: {chk.rule} ({chk.origin})")
-    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
-
-
-def to_rich(c: Comparison) -> list:
-    from rich.table import Table
-    from rich.text import Text
-
-    out = []
-    conf = int(round(100 * c.settings.get("confidence", 0.95)))
-    for p in c.pairs:
-        t = Table(title=Text(p.label), title_justify="left",
-                  caption=Text("; ".join(p.notes)) if p.notes else None)
-        for col, just in (("metric", "left"), ("baseline", "right"), ("new", "right"), ("Δ", "right"),
-                          (f"{conf}% CI of Δ", "right"), ("p", "right"), ("gate", "center")):
-            t.add_column(col, justify=just, overflow="fold")  # fold, never "…" (print_whole widens off a terminal)
-        for r in p.rows:
-            style = "red" if r.gate == "fail" else ("green" if r.gate == "pass" else "")
-            ci = f"[{_d(r.ci[0])}, {_d(r.ci[1])}]" if r.ci else "–"
-            t.add_row(Text(r.metric + ("" if r.higher_is_better else " ↓")), _f(r.baseline), _f(r.new),
-                      Text(_d(r.delta), style=style), ci, _p(r.p_value),
-                      Text({"pass": "ok", "fail": "FAIL"}.get(r.gate, ""), style=style))
-        out.append(t)
-    if c.checks:
-        g = Table(title="gates", title_justify="left")
-        for col in ("result", "run", "gate", "detail"):
-            g.add_column(col, overflow="fold")
-        for x in sorted(c.checks, key=lambda x: x.passed):
-            g.add_row(Text("ok", style="green") if x.passed else Text("FAIL", style="bold red"), Text(x.run),
-                      Text(x.rule), Text(x.message))
-        out.append(g)
-    return out

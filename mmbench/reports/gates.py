@@ -21,16 +21,23 @@ A significance gate fails when the new run is worse and the paired-bootstrap p-v
 (two-sided, over the shared samples) is below the level (default 0.05).
 
 A rule that matches nothing in the compared runs is an error (exit code 2), never a silent pass.
+
+Checking rules (:func:`check_rules`, :func:`apply_rule`) works on the paired metric rows that
+:mod:`mmbench.reports.compare` builds; the pairs are taken duck-typed (``label``, ``fields()``,
+``rows``, ``new.record.published``), so this module does not import the comparison.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from mmbench.errors import DataError, MMBenchError
+from mmbench.reports.format import delta as _d
+from mmbench.reports.format import delta_ci, fmt, num, p_value
 
 KINDS = ("max_drop", "no_sig_drop", "min", "max", "published")
 SCOPES = ("plugin", "dataset", "split", "protocol", "task")
@@ -178,3 +185,106 @@ def load_rules(path: str | Path) -> list[GateRule]:
     if not out:
         raise DataError(path, "gate file holds no rules", expected=RULE_HELP)
     return out
+
+
+# ----------------------------------------------------------------------------------- checking
+
+
+@dataclass
+class GateCheck:
+    rule: str  # normalised rule text
+    origin: str
+    run: str  # run label
+    metric: str
+    passed: bool
+    message: str
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def check_rules(rules, pairs, *, strict: bool = True) -> list[GateCheck]:
+    """Checks of every rule on the pairs (``mmbench.reports.compare.RunPair``), in rule order."""
+    out: list[GateCheck] = []
+    for rule in rules:
+        out.extend(apply_rule(rule, pairs, strict=strict))
+    return out
+
+
+def mark_rows(pairs, checks: list[GateCheck]) -> None:
+    """Set each metric row's ``gate`` to the worst result of the checks on it ("", "pass" or "fail")."""
+    for p in pairs:
+        worst: dict[str, str] = {}
+        for c in checks:
+            if c.run == p.label and c.metric:
+                worst[c.metric] = "fail" if (not c.passed or worst.get(c.metric) == "fail") else "pass"
+        for row in p.rows:
+            row.gate = worst.get(row.metric, "")
+
+
+def apply_rule(rule: GateRule, pairs, *, strict: bool = True) -> list[GateCheck]:
+    """Checks of one rule on every pair in its scope; a rule matching nothing raises (when strict)."""
+    out: list[GateCheck] = []
+    seen_metrics: set[str] = set()
+    for p in pairs:
+        if not rule.matches_run(p.fields()):
+            continue
+        if rule.kind == "published":
+            for pub in p.new.record.published or []:
+                if not rule.matches_metric(pub.get("metric", "")):
+                    continue
+                within = bool(pub.get("within"))
+                msg = (f"{pub.get('metric')}: measured {fmt(num(pub.get('measured')))}, published "
+                       f"{fmt(num(pub.get('published')))} (Δ {_d(num(pub.get('delta')))}, tolerance "
+                       f"±{pub.get('tolerance')}, {pub.get('source') or 'no source'})")
+                out.append(GateCheck(rule.describe(), rule.origin, p.label, pub.get("metric", ""), within,
+                                     msg + ("" if within else ": outside the published tolerance")))
+            seen_metrics |= {str(x.get("metric")) for x in p.new.record.published or []}
+            continue
+        for row in p.rows:
+            seen_metrics.add(row.metric)
+            if not rule.matches_metric(row.metric):
+                continue
+            if row.baseline is None or row.new is None:
+                if not rule.is_glob:
+                    out.append(GateCheck(rule.describe(), rule.origin, p.label, row.metric, False,
+                                         f"{row.metric} is {row.note}"))
+                continue
+            out.append(_check(rule, p, row))
+    if not out and strict:
+        where = " ".join(f"{k}={v}" for k, v in rule.scopes)
+        what = "published numbers" if rule.kind == "published" else "metrics"
+        declared = "declared " if rule.kind == "published" else ""
+        raise MMBenchError(f"gate {rule.text!r} ({rule.origin}) matches no {declared}"
+                           f"metric in the compared runs{' for ' + where if where else ''}. "
+                           f"{what} present: {', '.join(sorted(seen_metrics)) or '(none)'}")
+    return out
+
+
+def _check(rule: GateRule, p, row) -> GateCheck:
+    drop = (row.baseline - row.new) if row.higher_is_better else (row.new - row.baseline)
+    base = f"{row.metric}: baseline {fmt(row.baseline)}, new {fmt(row.new)} (Δ {_d(row.delta)})"
+    eps = 1e-9 * max(1.0, abs(row.baseline))
+    if rule.kind == "max_drop":
+        if rule.relative:
+            rel = 100.0 * drop / abs(row.baseline) if row.baseline else (0.0 if drop <= 0 else math.inf)
+            ok = rel <= rule.threshold + 1e-9
+            msg = f"{base}: dropped {rel:.2f}% of the baseline, allowed {rule.threshold:g}%"
+        else:
+            ok = drop <= rule.threshold + eps
+            msg = f"{base}: dropped {max(drop, 0.0):.4g}, allowed {rule.threshold:g}"
+        return GateCheck(rule.describe(), rule.origin, p.label, row.metric, ok, msg)
+    if rule.kind == "no_sig_drop":
+        if row.p_value is None:
+            return GateCheck(rule.describe(), rule.origin, p.label, row.metric, False,
+                             f"{base}: significance cannot be tested ({row.note or 'no per-sample outcomes'})")
+        sig = drop > 0 and row.p_value < rule.threshold
+        ci = f", 95% CI of Δ {delta_ci(row.ci)}" if row.ci else ""
+        msg = (f"{base}{ci}, p={p_value(row.p_value)}: "
+               + ("significant drop" if sig else ("no significant drop" if drop > 0 else "no drop"))
+               + f" at p<{rule.threshold:g}")
+        return GateCheck(rule.describe(), rule.origin, p.label, row.metric, not sig, msg)
+    v, t = row.new, rule.threshold
+    ok = {">=": v >= t, ">": v > t, "<=": v <= t, "<": v < t}[rule.op]
+    return GateCheck(rule.describe(), rule.origin, p.label, row.metric, ok,
+                     f"{row.metric}: new {fmt(v)} {'satisfies' if ok else 'violates'} {rule.op} {t:g}")

@@ -13,11 +13,11 @@ record data is ever placed inside the script.
 from __future__ import annotations
 
 import html
-import math
 import re
 
 from mmbench.records import RunRecord
-from mmbench.reports.leaderboard import RESULT_COLUMN, Table, build_tables, failed_text, fmt, hidden_text, note_text
+from mmbench.reports.format import fmt, num, precise, published_delta
+from mmbench.reports.leaderboard import RESULT_COLUMN, Table, build_tables, failed_text, hidden_text, note_text
 
 _CSS = """
 :root{--fg:#1d2330;--muted:#5b6475;--line:#d9dde5;--bg:#fff;--accent:#2f6fde;--ok:#1b7f3b;--bad:#b42318;
@@ -99,18 +99,11 @@ def _e(s) -> str:
     return html.escape("" if s is None else str(s), quote=True)
 
 
-def _num(v) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    v = float(v)
-    return v if math.isfinite(v) else None
-
-
 def _ci(row: dict, col: str) -> tuple[float, float] | None:
     ci = (row.get("ci") or {}).get(col)
     if not isinstance(ci, (list, tuple)) or len(ci) < 2:
         return None
-    lo, hi = _num(ci[0]), _num(ci[1])
+    lo, hi = num(ci[0]), num(ci[1])
     return (lo, hi) if lo is not None and hi is not None else None
 
 
@@ -119,7 +112,7 @@ def _domain(t: Table, col: str) -> tuple[float, float]:
     for row in t.rows:
         if row["status"] != "ok":
             continue
-        v = _num(row.get(col))
+        v = num(row.get(col))
         if v is not None:
             vals.append(v)
         ci = _ci(row, col)
@@ -158,17 +151,17 @@ def _published_cell(row: dict) -> tuple[str, str]:
         return "", ""
     items = []
     for p in pubs:
-        delta, measured, published = _num(p.get("delta")), _num(p.get("measured")), _num(p.get("published"))
+        delta, measured, published = num(p.get("delta")), num(p.get("measured")), num(p.get("published"))
         ok = bool(p.get("within"))
-        tol = _num(p.get("tolerance"))
+        tol = num(p.get("tolerance"))
         title = (f"measured {fmt(measured)}, published {fmt(published)}"
                  + (f", tolerance ±{tol:g}" if tol is not None else "")
                  + (f", protocol {p.get('protocol')}" if p.get("protocol") else "")
                  + (f" — {p.get('source')}" if p.get("source") else ""))
-        d = "–" if delta is None else f"{delta:+.2f}"
+        d = published_delta(delta)
         items.append(f'<span class="pub {"ok" if ok else "bad"}" title="{_e(title)}">{_e(p.get("metric"))} '
                      f'{_e(fmt(published))} Δ{_e(d)} {"✓" if ok else "✗"}</span>')
-    first = _num(pubs[0].get("delta"))
+    first = num(pubs[0].get("delta"))
     return "".join(items), "" if first is None else repr(first)
 
 
@@ -198,12 +191,12 @@ def _table_html(t: Table, idx: int) -> str:
         if not t.columns:
             out.append('<td data-v="">–</td>')
         for c in t.columns:
-            v = _num(row.get(c))
+            v = num(row.get(c))
             if v is None:
                 out.append('<td class="v" data-v="">–</td>')
                 continue
             ci = _ci(row, c)
-            title = f"{c} = {v:.4f}" + (f", 95% CI [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else ", no CI")
+            title = f"{c} = {precise(v)}" + (f", 95% CI [{precise(ci[0])}, {precise(ci[1])}]" if ci else ", no CI")
             out.append(f'<td class="v" data-v="{v!r}" title="{_e(title)}">{_e(fmt(v))}'
                        f'{_whisker(v, ci, doms[c])}</td>')
         if has_pub:
@@ -215,7 +208,7 @@ def _table_html(t: Table, idx: int) -> str:
 
 
 def _plot(t: Table, col: str) -> str:
-    rows = [r for r in t.rows if r["status"] == "ok" and _num(r.get(col)) is not None]
+    rows = [r for r in t.rows if r["status"] == "ok" and num(r.get(col)) is not None]
     if not rows:
         return ""
     lo_d, hi_d = _domain(t, col)
@@ -234,7 +227,7 @@ def _plot(t: Table, col: str) -> str:
                      f'fill="#5b6475">{_e(fmt(tick, 1))}</text>')
     for i, r in enumerate(rows):
         y = top + row_h * i + row_h / 2
-        v = _num(r.get(col))
+        v = num(r.get(col))
         name = str(r.get("plugin", "?"))
         short = name if len(name) <= 18 else name[:17] + "…"
         parts.append(f'<text x="{label_w - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end" fill="#1d2330">'

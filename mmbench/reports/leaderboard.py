@@ -27,6 +27,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from mmbench.records import RunRecord
+from mmbench.reports.format import ci_half, code_span, fmt, md_escape, published_delta
 from mmbench.tasks import kind_for_report
 from mmbench.tasks.base import MetricInfo
 
@@ -206,14 +207,6 @@ def _columns(task: str, recs: list[RunRecord]) -> list[str]:
 # ----------------------------------------------------------------------------------- text pieces
 
 
-def fmt(v, digits: int = 2) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, float):
-        return f"{v:.{digits}f}" if abs(v) >= 1 or v == 0 else f"{v:.4f}"
-    return str(v)
-
-
 def has_published(t: Table) -> bool:
     return any(row.get("published") for row in t.rows)
 
@@ -224,8 +217,7 @@ def published_text(row: dict) -> str:
     for p in row.get("published") or []:
         if not isinstance(p, dict):
             continue
-        d = p.get("delta")
-        d = f"{d:+.2f}" if isinstance(d, (int, float)) else "?"
+        d = published_delta(p.get("delta"), missing="?")
         parts.append(f"{p.get('metric')} {fmt(p.get('published'))} (Δ {d} {'✓' if p.get('within') else '✗'})")
     return "; ".join(parts)
 
@@ -264,35 +256,30 @@ def to_markdown(tables: list[Table]) -> str:
         pub = has_published(t)
         metric_cols = t.columns or [RESULT_COLUMN]
         ncells = len(metric_cols) + (1 if pub else 0)
-        out.append(f"### {_md_escape(t.title)}\n")
+        out.append(f"### {md_escape(t.title)}\n")
         if t.fingerprint:
-            out.append(f"data fingerprint `{t.fingerprint}`\n")
-        out.append("| plugin | " + " | ".join(_md_escape(c) for c in metric_cols) + (" | vs published" if pub else "")
+            out.append(f"data fingerprint `{code_span(t.fingerprint)}`\n")
+        out.append("| plugin | " + " | ".join(md_escape(c) for c in metric_cols) + (" | vs published" if pub else "")
                    + " |")
         out.append("|---|" + "---:|" * len(metric_cols) + ("---|" if pub else ""))
         for row in t.rows:
-            name = _md_escape(row["plugin"])
+            name = md_escape(row["plugin"])
             if row["status"] != "ok":
-                out.append(f"| {name} | {_md_escape(failed_text(row))} |" + " |" * (ncells - 1))
+                out.append(f"| {name} | {md_escape(failed_text(row))} |" + " |" * (ncells - 1))
                 continue
             if not t.columns:
-                out.append(f"| {name} | – |" + (f" {_md_escape(published_text(row)) or '–'} |" if pub else ""))
+                out.append(f"| {name} | – |" + (f" {md_escape(published_text(row)) or '–'} |" if pub else ""))
                 continue
             out.append(f"| {name} | " + " | ".join(fmt(row.get(c)) for c in t.columns)
-                       + (f" | {_md_escape(published_text(row)) or '–'}" if pub else "") + " |")
+                       + (f" | {md_escape(published_text(row)) or '–'}" if pub else "") + " |")
         if t.notes or t.hidden:
             out.append("")
         for n in t.notes:
-            out.append(f"- note: {_md_escape(note_text(t, n))}")
+            out.append(f"- note: {md_escape(note_text(t, n))}")
         if t.hidden:
-            out.append(f"- {_md_escape(hidden_text(t))}")
+            out.append(f"- {md_escape(hidden_text(t))}")
         out.append("")
     return "\n".join(out)
-
-
-def _md_escape(s: str) -> str:
-    return (str(s).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
-            .replace("\r", " ").replace("\n", " "))
 
 
 CSV_HEADER = ["task", "dataset", "split", "protocol", "plugin", "status", "metric", "value", "ci_low", "ci_high",
@@ -354,13 +341,7 @@ def to_rich(tables: list[Table]):
                 continue
             cells = []
             for c in t.columns:
-                s = fmt(row.get(c))
-                ci = (row.get("ci") or {}).get(c)
-                if ci and None not in ci:
-                    half = (ci[1] - ci[0]) / 2
-                    # same precision as the value: 0..1-scale metrics (BLEU, METEOR) need 4 decimals
-                    s += f" ±{half:.4f}" if isinstance(row.get(c), float) and abs(row[c]) < 1 else f" ±{half:.1f}"
-                cells.append(s)
+                cells.append(fmt(row.get(c)) + ci_half(row.get(c), (row.get("ci") or {}).get(c)))
             if not t.columns:
                 cells.append("–")
             if pub:

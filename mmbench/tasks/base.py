@@ -11,6 +11,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from mmbench.errors import DataError, PluginError
+from mmbench.options import Option, parse_options
 
 
 @dataclass
@@ -128,55 +129,16 @@ class TaskResult:
 
 
 @dataclass(frozen=True)
-class TaskOption:
-    """A typed task option (``--task-option name=value``) with its default, help and valid range."""
+class TaskOption(Option):
+    """A typed task option (``--task-option name=value``): an :class:`mmbench.options.Option`."""
 
-    name: str
-    type: type
-    default: Any
-    help: str
-    choices: tuple = ()
-    low: float | None = None  # exclusive lower bound
-    high: float | None = None  # inclusive upper bound
-
-    def parse(self, value: Any, *, task: str) -> Any:
-        from mmbench.errors import UsageError
-
-        where = f"task option {self.name!r} ({task})"
-        if self.type is str:
-            v = str(value)
-        else:
-            try:
-                v = self.type(value)
-            except (TypeError, ValueError):
-                raise UsageError(f"{where}: {value!r} is not a {self.type.__name__}; {self.help}") from None
-            if isinstance(v, float) and v != v:
-                raise UsageError(f"{where}: NaN is not a valid value; {self.help}")
-        if self.choices and v not in self.choices:
-            raise UsageError(f"{where}: {value!r} is not one of {', '.join(map(str, self.choices))}")
-        if self.low is not None and not v > self.low:
-            raise UsageError(f"{where}: {value!r} must be > {self.low:g}; {self.help}")
-        if self.high is not None and not v <= self.high:
-            raise UsageError(f"{where}: {value!r} must be <= {self.high:g}; {self.help}")
-        return v
+    def parse(self, value: Any, *, task: str = "", where: str | None = None) -> Any:
+        return super().parse(value, where=where or f"task option {self.name!r} ({task})")
 
 
 def parse_task_options(options: dict[str, Any], known: tuple[TaskOption, ...], task: str) -> dict[str, Any]:
     """Validate ``--task-option`` values against a task's declared options (typo -> listed choices)."""
-    from mmbench.errors import UsageError
-
-    by_name = {o.name: o for o in known}
-    out = {}
-    for k, v in options.items():
-        if k not in by_name:
-            import difflib
-
-            close = difflib.get_close_matches(k, list(by_name), n=1)
-            listing = "; ".join(f"{o.name} (default {o.default!r}): {o.help}" for o in known) or "(none)"
-            raise UsageError(f"unknown task option {k!r} for task {task}."
-                             + (f" Did you mean {close[0]!r}?" if close else "") + f" Task options: {listing}")
-        out[k] = by_name[k].parse(v, task=task)
-    return out
+    return parse_options(options, known, f"task {task}", "--task-option / -T", noun="task option")
 
 
 def batched(seq: Sequence, size: int) -> Iterator[Sequence]:
@@ -222,8 +184,11 @@ def as_numpy(x: Any, *, what: str, plugin: str = "") -> np.ndarray:
         arr = np.asarray(x)
     except Exception as exc:
         raise PluginError(f"{plugin or 'plugin'}: {what} is not array-like ({type(x).__name__}): {exc}") from None
-    if arr.dtype == object:
-        raise PluginError(f"{plugin or 'plugin'}: {what} is not a numeric array (got dtype object)")
+    if arr.dtype.kind not in "biuf":  # object, strings, bytes, complex, dates: never read as numbers
+        kind = {"O": "Python objects", "U": "strings", "S": "bytes", "c": "complex numbers"}.get(arr.dtype.kind,
+                                                                                              str(arr.dtype))
+        raise PluginError(f"{plugin or 'plugin'}: {what} is not a real-valued numeric array (got {kind}, dtype "
+                          f"{arr.dtype})")
     return arr
 
 
