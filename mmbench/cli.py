@@ -219,7 +219,8 @@ def leaderboard_cmd(
     """Render leaderboards from run records.
 
     Failed runs are rows of their table; notes a record carries (e.g. a non-standard dataset size) are shown
-    under the table; re-runs show once (the newest) unless --all-runs.
+    under the table; re-runs show once (the newest) unless --all-runs. A record whose stored metrics disagree
+    with its own per-sample outcomes, re-runs that disagree, and a 'created' time in the future get a warning.
 
     Examples:
 
@@ -231,8 +232,9 @@ def leaderboard_cmd(
     """
     from mmbench import records
     from mmbench.reports import leaderboard as lb
+    from mmbench.reports.console import sanitised_errors
 
-    with user_errors():
+    with user_errors(), sanitised_errors():
         if as_json:
             fmt = "json"
         recs = records.load_many(records_)

@@ -342,7 +342,11 @@ def test_classification_compare_and_duplicates():
     a, b = classification_record(pred_a, label), classification_record(pred_b, label)
     older = classification_record(pred_a, label)
     older.created = "2000-01-01T00:00:00+00:00"
-    c = cmp.compare(runs(a), runs(older, b), rules("accuracy no-sig-drop", "f1_weighted drop<=1"), n_resamples=B)
+    # two records of one run with different results are ambiguous (issue 12) unless --newest picks one
+    with pytest.raises(MMBenchError, match="new: several records of the same run with different results"):
+        cmp.compare(runs(a), runs(older, b), rules("accuracy no-sig-drop"), n_resamples=B)
+    c = cmp.compare(runs(a), runs(older, b), rules("accuracy no-sig-drop", "f1_weighted drop<=1"), n_resamples=B,
+                    newest=True)
     assert not c.passed and {x.metric for x in c.failures} == {"accuracy", "f1_weighted"}
     assert any("2 records for sk-early-fusion" in n for n in c.notes)
     row = next(r for r in c.pairs[0].rows if r.metric == "accuracy")
@@ -360,7 +364,8 @@ def test_junit_and_json_reports(base_ranks):
     suites = {s.get("name"): s for s in root}
     assert set(suites) == {"t2i.R@1 drop<=0.5", "i2t.R@* drop<=100"}
     case = suites["t2i.R@1 drop<=0.5"].find("testcase")
-    assert case.get("name") == "a<b>&? · demo/test: t2i.R@1" and case.find("failure") is not None
+    # control characters are removed (issue 12: safe_text), XML specials escaped by the writer
+    assert case.get("name") == "a<b>& · demo/test: t2i.R@1" and case.find("failure") is not None
     assert len(suites["i2t.R@* drop<=100"].findall("testcase")) == 3
     d = json.loads(json.dumps(c.to_dict()))
     assert d["passed"] is False and d["n_failed"] == 1
@@ -618,7 +623,7 @@ def test_newest_of_duplicates_does_not_depend_on_paths_or_order(base_ranks):
     for order in ((a, b, c), (c, b, a), (b, c, a)):
         loaded = [cmp.LoadedRun(r, paths[r.run_id]) for r in order]
         notes: list[str] = []
-        pairs, *_ = cmp.match_runs(loaded, loaded, notes)
+        pairs, *_ = cmp.match_runs(loaded, loaded, notes, newest=True)  # they disagree: --newest (issue 12)
         # the same instant three times (one written with another offset): the largest run id, not the path
         assert pairs[0].new.record.run_id == "cccccccccccc"
         assert "using the newest (runs/b.json)" in notes[0]

@@ -38,10 +38,18 @@ def compare_cmd(
         help="plugin: pair runs by (plugin, dataset, split, protocol), a regression check of one model. samples: "
              "pair by (dataset, split, protocol) whatever the plugin, to compare two models on the same samples "
              "(refused unless both runs have the same data fingerprint and sample ids)."),
+    allow_missing_fingerprint: bool = typer.Option(
+        False, "--allow-missing-fingerprint",
+        help="Compare runs whose record has no data fingerprint (refused by default: nothing shows both runs saw "
+             "the same data). Recorded in the report's settings and shown in every format."),
+    newest: bool = typer.Option(
+        False, "--newest",
+        help="Of several records of the same run with different results, use the newest by 'created' (refused as "
+             "ambiguous by default; a 'created' in the future is refused as untrusted)."),
 ):
     """Compare NEW run records against BASELINE ones and check regression gates.
 
-    Runs are aligned by (plugin, dataset, split, protocol), or with --pair-by samples by (dataset, split, protocol) whatever the plugin; runs made under another protocol or on other data (fingerprint) are refused. For every metric: baseline, new, delta, and a paired bootstrap CI and p-value over the shared samples. When $GITHUB_STEP_SUMMARY is set the markdown report is appended to it.
+    Runs are aligned by (plugin, dataset, split, protocol), or with --pair-by samples by (dataset, split, protocol) whatever the plugin; runs made under another protocol or on other data (fingerprint), or without a data fingerprint, are refused. Every record's stored metrics are recomputed from its per-sample outcomes: a record that disagrees is refused. Several records of one run with different results are refused as ambiguous (--newest picks the newest). For every metric: baseline, new, delta, and a paired bootstrap CI and p-value over the shared samples. When $GITHUB_STEP_SUMMARY is set the markdown report is appended to it.
 
     Exit code: 0 every gate holds, 1 a gate fails (or a baseline run is missing or failed in NEW), 2 bad input.
 
@@ -57,9 +65,11 @@ def compare_cmd(
     from mmbench.records import atomic_write_text
     from mmbench.reports import compare as cmp
     from mmbench.reports import compare_render as render
+    from mmbench.reports.console import sanitised_errors
+    from mmbench.reports.format import safe_text
     from mmbench.reports.gates import load_rules, parse_rules
 
-    with user_errors():
+    with user_errors(), sanitised_errors():
         if as_json:
             fmt = "json"
         if fmt not in FORMATS:
@@ -74,7 +84,8 @@ def compare_cmd(
         if gates_file is not None:
             rules += load_rules(gates_file)
         result = cmp.compare(cmp.load_runs([baseline], "baseline"), cmp.load_runs([new], "new"), rules,
-                             n_resamples=bootstrap, seed=seed, confidence=confidence, pair_by=pair_by)
+                             n_resamples=bootstrap, seed=seed, confidence=confidence, pair_by=pair_by,
+                             newest=newest, allow_missing_fingerprint=allow_missing_fingerprint)
         markdown = render.to_markdown(result)
         payload = render.to_json(result)
         if markdown_out is not None:
@@ -96,7 +107,7 @@ def compare_cmd(
 
             print_whole(console, *render.to_rich(result))  # off a terminal: as wide as needed, nothing cut
             for note in result.notes:
-                err_console.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
+                err_console.print(f"note: {safe_text(note)}", highlight=False, markup=False, soft_wrap=True)
             verdict = ("[bold green]PASS[/]: all gate checks hold" if result.passed else
                        f"[bold red]FAIL[/]: {len(result.failures)} of {len(result.checks)} gate check(s) failed")
             if not result.checks:

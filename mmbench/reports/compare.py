@@ -147,18 +147,47 @@ def load_runs(paths, side: str = "records") -> list[LoadedRun]:
 # ----------------------------------------------------------------------------------- matching
 
 
-def _dedupe(runs: list[LoadedRun], side: str, notes: list[str]) -> dict[tuple, LoadedRun]:
+def _dedupe(runs: list[LoadedRun], side: str, notes: list[str], newest: bool = False) -> dict[tuple, LoadedRun]:
+    """One record per run (plugin, dataset, split, protocol).
+
+    Records of the same run with the same results (metrics and per-sample outcomes: a copy, a
+    deterministic re-run) are one: the newest is used, with a note. Records that DISAGREE are
+    ambiguous, since the ``created`` time that would pick one is written by whoever made the file:
+    refused, listing the files, unless ``newest`` (``--newest``): then the newest by ``created`` is
+    used, with a note naming the ignored files, and a ``created`` in the future of this machine's
+    clock is refused as untrusted.
+    """
+    from mmbench.reports.verify import future_text, in_future, result_digest
+
     by_key: dict[tuple, list[LoadedRun]] = {}
     for r in runs:
         by_key.setdefault(r.record.key, []).append(r)
     out = {}
+    ambiguous, untrusted = [], []
     for key, rs in by_key.items():
         # newest by 'created', ties by run id and content, then path: never the order files were listed in
         rs.sort(key=lambda r: (newest_first(r.record), r.path))
         out[key] = rs[-1]
-        if len(rs) > 1:
-            notes.append(f"{side}: {len(rs)} records for {rs[-1].label}; using the newest ({rs[-1].path}), "
-                         f"ignoring {', '.join(r.path for r in rs[:-1])}")
+        if len(rs) == 1:
+            continue
+        differ = len({result_digest(r.record) for r in rs}) > 1
+        if differ and not newest:
+            ambiguous.append(f"{rs[-1].label}: " + ", ".join(f"{r.path} (created {str(r.record.created)[:40]})"
+                                                            for r in rs))
+            continue
+        if differ:
+            untrusted += [f"{r.path}: {future_text(r.record)}" for r in rs if in_future(r.record)]
+        same = "" if differ else " (same results)"
+        notes.append(f"{side}: {len(rs)} records for {rs[-1].label}{same}; using the newest ({rs[-1].path}), "
+                     f"ignoring {', '.join(r.path for r in rs[:-1])}")
+    if ambiguous:
+        raise MMBenchError(f"{side}: several records of the same run with different results (metrics or per-sample "
+                           f"outcomes); which one to compare is ambiguous, and their 'created' times are not "
+                           f"authenticated. Pass one record (or a folder holding one record per run), or --newest "
+                           f"to use the newest by 'created':\n  " + "\n  ".join(ambiguous))
+    if untrusted:
+        raise MMBenchError(f"{side}: --newest cannot pick the newest record: a record is dated in the future, so its "
+                           f"date cannot be trusted:\n  " + "\n  ".join(untrusted))
     return out
 
 
@@ -245,20 +274,24 @@ def sample_problems(task: str, rb: RunRecord, rn: RunRecord) -> list[str]:
     return out
 
 
-def match_runs(baseline: list[LoadedRun], new: list[LoadedRun], notes: list[str], pair_by: str = "plugin"):
+def match_runs(baseline: list[LoadedRun], new: list[LoadedRun], notes: list[str], pair_by: str = "plugin", *,
+               newest: bool = False, allow_missing_fingerprint: bool = False):
     """Pair runs by (plugin, dataset, split, protocol); refuse incomparable pairs with MismatchError.
 
     ``pair_by="samples"``: pair by (dataset, split, protocol) whatever the plugin; the pair must have
     equal data fingerprints (both present) and per-sample outcomes over the same sample ids.
+    A record without a data fingerprint (``dataset.fingerprint``) cannot show that both runs saw the
+    same data: refused unless ``allow_missing_fingerprint`` (then a note on the pair). Duplicate
+    records of a run: see :func:`_dedupe` (``newest``).
     """
     if pair_by not in PAIR_BY:
         raise MMBenchError(f"unknown pairing {pair_by!r}; choose {' or '.join(PAIR_BY)}")
-    bmap, nmap = _dedupe(baseline, "baseline", notes), _dedupe(new, "new", notes)
+    bmap, nmap = _dedupe(baseline, "baseline", notes, newest), _dedupe(new, "new", notes, newest)
     if pair_by == "samples":
         bmap, nmap = _by_samples(bmap, "baseline"), _by_samples(nmap, "new")
     # the part of the key that must agree when only the protocol differs
     same = (lambda k: k[:3]) if pair_by == "plugin" else (lambda k: k[1:3])
-    pairs, problems = [], []
+    pairs, problems, unproven = [], [], []
     only_b = [r for k, r in bmap.items() if k not in nmap]
     only_n = [r for k, r in nmap.items() if k not in bmap]
     # same plugin/dataset/split under another protocol: the user meant to compare them, refuse loudly
@@ -287,15 +320,26 @@ def match_runs(baseline: list[LoadedRun], new: list[LoadedRun], notes: list[str]
         if bad:
             problems.extend(f"{pair.label}: {line}" for line in bad)
             continue
-        fb, fn = rb.record.dataset.get("fingerprint", ""), rn.record.dataset.get("fingerprint", "")
-        if not (fb and fn):
-            pair.notes.append("data fingerprint missing in the " + ("baseline" if not fb else "new") +
-                              " record: cannot verify that both runs saw the same data")
+        fb, fn = data_fingerprint(rb.record, pair_by), data_fingerprint(rn.record, pair_by)
+        missing = [(side, r) for side, r, f in (("baseline", rb, fb), ("new", rn, fn)) if not f]
+        for side, r in missing:
+            if allow_missing_fingerprint:
+                pair.notes.append(f"data fingerprint missing in the {side} record ({r.path}): cannot verify that both "
+                                  f"runs saw the same data; compared anyway (--allow-missing-fingerprint)")
+            else:
+                unproven.append(f"{pair.label}: {r.path}: field 'dataset.fingerprint' is missing in the {side} "
+                                f"record")
         pairs.append(pair)
-    if problems:
-        what = "different protocols or on different data" + (" or samples" if pair_by == "samples" else "")
-        raise MismatchError(f"refusing to compare numbers made under {what}:\n  "
-                            + "\n  ".join(problems))
+    if problems or unproven:
+        msg = []
+        if problems:
+            what = "different protocols or on different data" + (" or samples" if pair_by == "samples" else "")
+            msg.append(f"refusing to compare numbers made under {what}:\n  " + "\n  ".join(problems))
+        if unproven:
+            msg.append("refusing to compare runs whose data cannot be verified (no data fingerprint: nothing shows "
+                       "that both runs saw the same data; --allow-missing-fingerprint compares them anyway):\n  "
+                       + "\n  ".join(unproven))
+        raise MismatchError("\n".join(msg))
     return pairs, only_b, only_n
 
 
@@ -347,7 +391,7 @@ def compare_pair(pair: RunPair, *, n_resamples: int = 1000, seed: int = 0, confi
         row = MetricRow(m, b, n, None if b is None or n is None else n - b, higher_is_better=higher_is_better(rn, m))
         res = tests.get(m)
         if b is None or n is None:
-            row.note = "missing in the " + ("baseline" if b is None else "new run")
+            row.note = _absent(rb.metrics, m, "baseline") if b is None else _absent(rn.metrics, m, "new run")
         elif isinstance(res, str):
             row.note = res
         elif res is not None:
@@ -355,6 +399,18 @@ def compare_pair(pair: RunPair, *, n_resamples: int = 1000, seed: int = 0, confi
             row.ci = ci if all(math.isfinite(x) for x in ci) else None
             row.p_value, row.n = float(res["p_value"]), int(res["n"])
         pair.rows.append(row)
+
+
+def _absent(metrics: dict, m: str, side: str) -> str:
+    """Why a metric is not a number on one side: missing, null, not finite or not a number."""
+    if m not in metrics:
+        return f"missing in the {side}"
+    v = metrics[m]
+    if v is None:
+        return f"null in the {side} (NaN or no value)"
+    if isinstance(v, float):
+        return f"not finite in the {side} ({v})"
+    return f"not a number in the {side} ({type(v).__name__} {str(v)[:40]!r})"
 
 
 def paired_tests(task: str, metrics: list[str], psa: dict, psb: dict, *, n_resamples: int, seed: int,
@@ -386,11 +442,14 @@ def paired_tests(task: str, metrics: list[str], psa: dict, psb: dict, *, n_resam
 
 def compare(baseline: list[LoadedRun], new: list[LoadedRun], rules: list[GateRule] = (), *,
             n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95,
-            pair_by: str = "plugin") -> Comparison:
+            pair_by: str = "plugin", newest: bool = False, allow_missing_fingerprint: bool = False) -> Comparison:
     """Align, compare and gate. Raises MismatchError / MMBenchError on input that cannot be compared.
 
     ``pair_by``: ``"plugin"`` pairs runs by (plugin, dataset, split, protocol); ``"samples"`` by
     (dataset, split, protocol) whatever the plugin (two models on the same samples; see match_runs).
+    Every paired record's stored metrics are recomputed from its per-sample outcomes
+    (:func:`verify_pairs`): a record that disagrees is refused. ``newest`` / ``allow_missing_fingerprint``:
+    see :func:`match_runs` (``--newest``, ``--allow-missing-fingerprint``).
     """
     if not baseline:
         raise MMBenchError("baseline: no run records given")
@@ -402,7 +461,9 @@ def compare(baseline: list[LoadedRun], new: list[LoadedRun], rules: list[GateRul
         if r.record.status != "ok":
             notes.append(f"baseline run {r.label} failed ({r.path}); it is not compared")
     ok_n = [r for r in new if r.record.status == "ok"]
-    pairs, only_b, only_n = match_runs(ok_b, ok_n, notes, pair_by=pair_by)
+    pairs, only_b, only_n = match_runs(ok_b, ok_n, notes, pair_by=pair_by, newest=newest,
+                                       allow_missing_fingerprint=allow_missing_fingerprint)
+    verify_pairs(pairs)
     same = (lambda k: k[:3]) if pair_by == "plugin" else (lambda k: k[1:3])
     checks: list[GateCheck] = []
     for r in new:  # a failed new run fails the compare when it was meant to reproduce a baseline run
@@ -436,4 +497,39 @@ def compare(baseline: list[LoadedRun], new: list[LoadedRun], rules: list[GateRul
     mark_rows(live, checks)
     return Comparison(pairs, checks, only_b, only_n, notes,
                       settings={"n_resamples": n_resamples, "seed": seed, "confidence": confidence,
-                                "pair_by": pair_by, "rules": [r.describe() for r in rules]})
+                                "pair_by": pair_by, "newest": newest,
+                                "allow_missing_fingerprint": allow_missing_fingerprint,
+                                "rules": [r.describe() for r in rules]})
+
+
+def verify_pairs(pairs: list[RunPair]) -> None:
+    """Recompute the stored metrics of every paired record from its per-sample outcomes
+    (:func:`mmbench.reports.verify.verify_record`): per-sample data that cannot be recomputed is a
+    DataError, stored metrics that disagree a MismatchError naming file, metric, stored and recomputed
+    values; a record with nothing to recompute from gets a note on its pair."""
+    from mmbench.errors import DataError
+    from mmbench.reports.verify import verify_record
+
+    bad: list[str] = []
+    seen: set[int] = set()
+    for p in pairs:
+        for side, run in (("baseline", p.baseline), ("new", p.new)):
+            if id(run) in seen:
+                continue
+            seen.add(id(run))
+            v = verify_record(run.record)
+            if v.status == "unusable":
+                raise DataError(run.path, f"the per-sample outcomes cannot be recomputed: {v.reason}",
+                                field="per_sample", expected=f"the per-sample outcomes of a {run.record.task} run")
+            if v.status == "mismatch":
+                bad += [f"{run.path}: metric {m!r}: stored {_vtext(s)}, recomputed {r:.10g} from per_sample"
+                        for m, s, r in v.mismatches]
+            elif v.status == "unverifiable":
+                p.notes.append(f"{side} record {run.path}: stored metrics not verified ({v.reason})")
+    if bad:
+        raise MismatchError("refusing to compare records whose stored metrics disagree with their own per-sample "
+                            "outcomes (a forged or hand-edited record?):\n  " + "\n  ".join(bad))
+
+
+def _vtext(x) -> str:
+    return f"{x:.10g}" if isinstance(x, float) else str(x)

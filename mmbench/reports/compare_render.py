@@ -10,10 +10,23 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
-from mmbench.reports.format import code_span, delta, delta_ci, fmt, md_escape, p_value
+from mmbench.reports.format import code_span, delta, delta_ci, fmt, md_escape, p_value, safe_text
 
 if TYPE_CHECKING:  # the comparison is only read here; importing it at run time would be circular
     from mmbench.reports.compare import Comparison
+
+#: settings that weaken a comparison's guarantees: every report format says when one was given
+OVERRIDES = {
+    "allow_missing_fingerprint": "--allow-missing-fingerprint: runs without a data fingerprint were compared "
+                                 "anyway (nothing shows they saw the same data)",
+    "newest": "--newest: of several disagreeing records of a run, the newest by its (unauthenticated) 'created' "
+              "time was used",
+}
+
+
+def overrides(c: Comparison) -> list[str]:
+    """One line per override given (see OVERRIDES)."""
+    return [text for key, text in OVERRIDES.items() if c.settings.get(key)]
 
 
 def to_markdown(c: Comparison) -> str:
@@ -60,8 +73,12 @@ def to_markdown(c: Comparison) -> str:
         out.append(f"- {md_escape(note)}")
     if c.notes:
         out.append("")
-    out.append(f"<sub>paired bootstrap: {c.settings.get('n_resamples')} resamples, seed {c.settings.get('seed')}; "
-               f"↓ = lower is better; Δ = new − baseline</sub>")
+    for line in overrides(c):
+        out.append(f"- ⚠️ {md_escape(line)}")
+    if overrides(c):
+        out.append("")
+    out.append(f"<sub>paired bootstrap: {md_escape(c.settings.get('n_resamples'))} resamples, seed "
+               f"{md_escape(c.settings.get('seed'))}; ↓ = lower is better; Δ = new − baseline</sub>")
     return "\n".join(out) + "\n"
 
 
@@ -72,13 +89,25 @@ def to_junit(c: Comparison) -> str:
     """JUnit XML: one <testsuite> per gate rule, one <testcase> per check (run × metric)."""
     import xml.etree.ElementTree as ET
 
-    clean = lambda s: _XML_BAD.sub("?", str(s))  # noqa: E731
+    clean = lambda s: _XML_BAD.sub("?", safe_text(s, newlines=True))  # noqa: E731
     root = ET.Element("testsuites", name="mmbench compare", tests=str(len(c.checks)),
                       failures=str(len(c.failures)))
     suites: dict[str, Any] = {}
+    flags = [(key, text) for key, text in OVERRIDES.items() if c.settings.get(key)]
+
+    def suite(name: str):
+        s = ET.SubElement(root, "testsuite", name=clean(name), tests="0", failures="0")
+        if flags:  # the overrides given, on every suite (CI test views show suite properties)
+            props = ET.SubElement(s, "properties")
+            for key, text in flags:
+                ET.SubElement(props, "property", name=key, value=clean(text))
+        return s
+
+    if flags and not c.checks:
+        suite("mmbench compare settings")
     for chk in c.checks:
         if chk.rule not in suites:
-            suites[chk.rule] = ET.SubElement(root, "testsuite", name=clean(chk.rule), tests="0", failures="0")
+            suites[chk.rule] = suite(chk.rule)
         s = suites[chk.rule]
         s.set("tests", str(int(s.get("tests")) + 1))
         name = f"{chk.run}: {chk.metric}" if chk.metric else chk.run
@@ -99,16 +128,16 @@ def to_rich(c: Comparison) -> list:
     out = []
     conf = int(round(100 * c.settings.get("confidence", 0.95)))
     for p in c.pairs:
-        t = Table(title=Text(p.label), title_justify="left",
-                  caption=Text("; ".join(p.notes)) if p.notes else None)
+        t = Table(title=Text(safe_text(p.label)), title_justify="left",
+                  caption=Text(safe_text("; ".join(p.notes))) if p.notes else None)
         for col, just in (("metric", "left"), ("baseline", "right"), ("new", "right"), ("Δ", "right"),
                           (f"{conf}% CI of Δ", "right"), ("p", "right"), ("gate", "center")):
             t.add_column(col, justify=just, overflow="fold")  # fold, never "…" (print_whole widens off a terminal)
         for r in p.rows:
             style = "red" if r.gate == "fail" else ("green" if r.gate == "pass" else "")
             ci = delta_ci(r.ci)
-            t.add_row(Text(r.metric + ("" if r.higher_is_better else " ↓")), fmt(r.baseline), fmt(r.new),
-                      Text(delta(r.delta), style=style), ci, p_value(r.p_value),
+            t.add_row(Text(safe_text(r.metric) + ("" if r.higher_is_better else " ↓")), Text(fmt(r.baseline)),
+                      Text(fmt(r.new)), Text(delta(r.delta), style=style), Text(ci), Text(p_value(r.p_value)),
                       Text({"pass": "ok", "fail": "FAIL"}.get(r.gate, ""), style=style))
         out.append(t)
     if c.checks:
@@ -116,9 +145,11 @@ def to_rich(c: Comparison) -> list:
         for col in ("result", "run", "gate", "detail"):
             g.add_column(col, overflow="fold")
         for x in sorted(c.checks, key=lambda x: x.passed):
-            g.add_row(Text("ok", style="green") if x.passed else Text("FAIL", style="bold red"), Text(x.run),
-                      Text(x.rule), Text(x.message))
+            g.add_row(Text("ok", style="green") if x.passed else Text("FAIL", style="bold red"),
+                      Text(safe_text(x.run)), Text(safe_text(x.rule)), Text(safe_text(x.message)))
         out.append(g)
+    for line in overrides(c):
+        out.append(Text(f"warning: {line}", style="yellow"))
     return out
 
 

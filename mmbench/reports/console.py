@@ -40,3 +40,25 @@ def print_whole(console, *renderables, **print_kw) -> None:
                          legacy_windows=False)
     for r in renderables:
         target.print(r, **print_kw)
+
+
+class _Sanitised:
+    """Context manager: an MMBenchError leaving it has escape sequences and control characters removed
+    from its message (which quotes record data: plugin names, metric names, paths), line breaks kept."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        from mmbench.errors import MMBenchError
+        from mmbench.reports.format import safe_text
+
+        if exc is not None and isinstance(exc, MMBenchError) and exc.args:
+            exc.args = (safe_text(str(exc), newlines=True),) + tuple(exc.args[1:]) if len(exc.args) == 1 else \
+                tuple(safe_text(a, newlines=True) if isinstance(a, str) else a for a in exc.args)
+        return False
+
+
+def sanitised_errors() -> _Sanitised:
+    """``with user_errors(), sanitised_errors():`` — error messages printed safely (see :class:`_Sanitised`)."""
+    return _Sanitised()

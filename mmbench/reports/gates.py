@@ -21,6 +21,8 @@ A significance gate fails when the new run is worse and the paired-bootstrap p-v
 (two-sided, over the shared samples) is below the level (default 0.05).
 
 A rule that matches nothing in the compared runs is an error (exit code 2), never a silent pass.
+A metric the baseline has as a number but the new run lacks (deleted, null/NaN, text) fails every
+rule that matches it, a glob such as ``*`` included.
 
 Checking rules (:func:`check_rules`, :func:`apply_rule`) works on the paired metric rows that
 :mod:`mmbench.reports.compare` builds; the pairs are taken duck-typed (``label``, ``fields()``,
@@ -246,7 +248,14 @@ def apply_rule(rule: GateRule, pairs, *, strict: bool = True) -> list[GateCheck]
             if not rule.matches_metric(row.metric):
                 continue
             if row.baseline is None or row.new is None:
-                if not rule.is_glob:
+                if row.baseline is not None:
+                    # the baseline has a number and the new run does not: deleting or nulling a metric
+                    # never passes a gate, a glob (``*``) included
+                    out.append(GateCheck(rule.describe(), rule.origin, p.label, row.metric, False,
+                                         f"{row.metric}: baseline {fmt(row.baseline)}, but the metric is "
+                                         f"{row.note or 'missing in the new run'}: a metric of the baseline must "
+                                         f"be a number in the new run"))
+                elif not rule.is_glob:
                     out.append(GateCheck(rule.describe(), rule.origin, p.label, row.metric, False,
                                          f"{row.metric} is {row.note}"))
                 continue

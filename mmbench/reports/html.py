@@ -16,8 +16,9 @@ import html
 import re
 
 from mmbench.records import RunRecord
-from mmbench.reports.format import fmt, num, precise, published_delta
-from mmbench.reports.leaderboard import RESULT_COLUMN, Table, build_tables, failed_text, hidden_text, note_text
+from mmbench.reports.format import fmt, num, precise, published_delta, safe_text
+from mmbench.reports.leaderboard import RESULT_COLUMN, Table, build_tables, failed_text, hidden_text, note_kind, \
+    note_text
 
 _CSS = """
 :root{--fg:#1d2330;--muted:#5b6475;--line:#d9dde5;--bg:#fff;--accent:#2f6fde;--ok:#1b7f3b;--bad:#b42318;
@@ -96,7 +97,8 @@ _CSP = ("default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inlin
 
 
 def _e(s) -> str:
-    return html.escape("" if s is None else str(s), quote=True)
+    """Text for HTML: escaped, terminal escape sequences and control characters removed."""
+    return html.escape(safe_text("" if s is None else str(s), newlines=True), quote=True)
 
 
 def _ci(row: dict, col: str) -> tuple[float, float] | None:
@@ -251,7 +253,7 @@ def _plot(t: Table, col: str) -> str:
 def _notes_html(t: Table) -> str:
     out = []
     if t.notes:
-        out.append('<ul class="notes">' + "".join(f"<li>note: {_e(note_text(t, n))}</li>" for n in t.notes)
+        out.append('<ul class="notes">' + "".join(f"<li>{note_kind(n)}: {_e(note_text(t, n))}</li>" for n in t.notes)
                    + "</ul>")
     if t.hidden:
         out.append(f'<p class="hidden">{_e(hidden_text(t))}</p>')

@@ -27,7 +27,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from mmbench.records import RunRecord
-from mmbench.reports.format import ci_half, code_span, fmt, md_escape, published_delta
+from mmbench.reports.format import ci_half, code_span, csv_cell, fmt, md_escape, published_delta, safe_text
 from mmbench.tasks import kind_for_report
 from mmbench.tasks.base import MetricInfo
 
@@ -131,15 +131,28 @@ def _placements(recs: list[RunRecord]) -> list[tuple[RunRecord, str, str]]:
 
 def build_tables(recs: list[RunRecord], all_runs: bool = False) -> list[Table]:
     """Leaderboard tables; with ``all_runs=False`` only the newest record of each run is shown."""
+    from mmbench.reports.verify import future_text, in_future, result_digest
+
     placed = _placements(recs)
     hidden: dict[tuple, int] = {}
+    dup_warn: dict[int, list[str]] = {}  # id(shown record) -> warnings about its disagreeing re-runs
     if not all_runs:
         newest: dict[tuple, tuple[RunRecord, str, str]] = {}
+        group: dict[tuple, list[RunRecord]] = {}
         for item in placed:
             r, task, proto = item
             ident = (task,) + run_identity(r, proto)[1:]
+            group.setdefault(ident, []).append(r)
             if ident not in newest or newest_first(r) > newest_first(newest[ident][0]):
                 newest[ident] = item
+        for ident, rs in group.items():
+            shown = newest[ident][0]
+            if len(rs) > 1 and len({result_digest(r) for r in rs}) > 1:
+                others = sorted({str(r.run_id) for r in rs if r is not shown})
+                dup_warn.setdefault(id(shown), []).append(
+                    f"{len(rs)} records of this run disagree (different results); showing the newest by its "
+                    f"unauthenticated 'created' (run {shown.run_id}), not shown: run(s) {', '.join(others)}"
+                    + (" — and its date is in the future, so it cannot be trusted" if in_future(shown) else ""))
         keep = {(id(r), task, proto) for r, task, proto in newest.values()}
         kept = []
         for item in placed:
@@ -164,7 +177,10 @@ def build_tables(recs: list[RunRecord], all_runs: bool = False) -> list[Table]:
             row = {"plugin": r.plugin.get("name", "?"), "version": r.plugin.get("version", ""),
                    "status": r.status, "error": r.error, "ci": r.ci, "published": r.published,
                    "run_id": r.run_id, "created": r.created, "fingerprint": r.dataset.get("fingerprint", ""),
-                   "n_samples": r.dataset.get("n_samples"), "notes": record_notes(r)}
+                   "n_samples": r.dataset.get("n_samples"), "notes": record_notes(r),
+                   "warnings": record_warnings(r) + dup_warn.get(id(r), [])}
+            if in_future(r):
+                row["warnings"].append(future_text(r))
             row.update({c: r.metrics.get(c) for c in cols})
             rows.append(row)
         kind = kind_for_report(task)
@@ -186,15 +202,40 @@ def build_tables(recs: list[RunRecord], all_runs: bool = False) -> list[Table]:
     return tables
 
 
+_VERIFY_CACHE: dict[int, tuple] = {}
+
+
+def record_warnings(r: RunRecord) -> list[str]:
+    """Why a record's numbers should not be trusted: stored metrics that disagree with its own
+    per-sample outcomes, or per-sample outcomes that cannot be recomputed ([] when neither)."""
+    from mmbench.reports.verify import verify_record
+
+    hit = _VERIFY_CACHE.get(id(r))
+    if hit is None or hit[0] is not r:
+        hit = (r, verify_record(r))
+        if len(_VERIFY_CACHE) > 4096:
+            _VERIFY_CACHE.clear()
+        _VERIFY_CACHE[id(r)] = hit
+    v = hit[1]
+    if v.status == "mismatch":
+        return [f"stored metrics disagree with the record's own per-sample outcomes ({v.describe()}): a forged or "
+                f"hand-edited record?"]
+    if v.status == "unusable":
+        return [f"the record's per-sample outcomes cannot be recomputed ({v.reason}): its metrics are unverified"]
+    return []
+
+
 def _table_notes(rows: list[dict]) -> list[dict]:
-    by_text: dict[str, list[str]] = OrderedDict()
+    by_text: dict[tuple[str, str], list[str]] = OrderedDict()
     for row in rows:
-        for n in row.get("notes") or []:
-            by_text.setdefault(n, [])
-            if row["plugin"] not in by_text[n]:
-                by_text[n].append(row["plugin"])
+        for kind, key in (("warning", "warnings"), ("note", "notes")):
+            for n in row.get(key) or []:
+                by_text.setdefault((kind, n), [])
+                if row["plugin"] not in by_text[(kind, n)]:
+                    by_text[(kind, n)].append(row["plugin"])
     names = list(OrderedDict.fromkeys(row["plugin"] for row in rows))
-    return [{"text": n, "plugins": ps, "all": set(ps) == set(names)} for n, ps in by_text.items()]
+    return [{"text": n, "plugins": ps, "all": set(ps) == set(names), "kind": kind}
+            for (kind, n), ps in by_text.items()]
 
 
 def _columns(task: str, recs: list[RunRecord]) -> list[str]:
@@ -237,7 +278,12 @@ def failed_text(row: dict) -> str:
 
 def note_text(t: Table, n: dict) -> str:
     """``note`` for a note every row shares, ``note (plugin-a, plugin-b)`` otherwise."""
-    return n["text"] if n.get("all") else f"{n['text']} ({', '.join(n['plugins'])})"
+    return n["text"] if n.get("all") else f"{n['text']} ({', '.join(str(p) for p in n['plugins'])})"
+
+
+def note_kind(n: dict) -> str:
+    """``note`` or ``warning`` (a reason not to trust a row: see :func:`record_warnings`)."""
+    return "warning" if n.get("kind") == "warning" else "note"
 
 
 def hidden_text(t: Table) -> str:
@@ -270,12 +316,12 @@ def to_markdown(tables: list[Table]) -> str:
             if not t.columns:
                 out.append(f"| {name} | – |" + (f" {md_escape(published_text(row)) or '–'} |" if pub else ""))
                 continue
-            out.append(f"| {name} | " + " | ".join(fmt(row.get(c)) for c in t.columns)
+            out.append(f"| {name} | " + " | ".join(md_escape(fmt(row.get(c))) for c in t.columns)
                        + (f" | {md_escape(published_text(row)) or '–'}" if pub else "") + " |")
         if t.notes or t.hidden:
             out.append("")
         for n in t.notes:
-            out.append(f"- note: {md_escape(note_text(t, n))}")
+            out.append(f"- {note_kind(n)}: {md_escape(note_text(t, n))}")
         if t.hidden:
             out.append(f"- {md_escape(hidden_text(t))}")
         out.append("")
@@ -292,15 +338,16 @@ def to_csv(tables: list[Table]) -> str:
     w.writerow(CSV_HEADER)
     for t in tables:
         for row in t.rows:
-            notes = " | ".join(row.get("notes") or [])
+            notes = " | ".join([f"warning: {x}" for x in row.get("warnings") or []] + list(row.get("notes") or []))
             if row["status"] != "ok" or not t.columns:
-                w.writerow([t.task, t.dataset, t.split, t.protocol, row["plugin"], row["status"], "", "", "", "",
-                            error_line(row) if row["status"] != "ok" else "", notes])
+                cells = [t.task, t.dataset, t.split, t.protocol, row["plugin"], row["status"], "", "", "", "",
+                         error_line(row) if row["status"] != "ok" else "", notes]
+                w.writerow([csv_cell(x) for x in cells])
                 continue
             for c in t.columns:
                 lo, hi = ((row.get("ci") or {}).get(c) or [None, None])[:2]
-                w.writerow([t.task, t.dataset, t.split, t.protocol, row["plugin"], "ok", c, row.get(c), lo, hi,
-                            "", notes])
+                cells = [t.task, t.dataset, t.split, t.protocol, row["plugin"], "ok", c, row.get(c), lo, hi, "", notes]
+                w.writerow([csv_cell(x) for x in cells])
     return buf.getvalue()
 
 
@@ -327,8 +374,8 @@ def to_rich(tables: list[Table]):
         metric_cols = t.columns or [RESULT_COLUMN]
         rt = RTable()
         rt.add_column("plugin", style="bold", overflow="fold")
-        for c in metric_cols:
-            rt.add_column(c, justify="right" if t.columns else "left", overflow="fold")
+        for c in metric_cols:  # headers are Text: a metric name is never read as rich markup
+            rt.add_column(Text(safe_text(c)), justify="right" if t.columns else "left", overflow="fold")
         if pub:
             rt.add_column("vs published", overflow="fold")
         below: list[str] = []
@@ -336,25 +383,27 @@ def to_rich(tables: list[Table]):
             if row["status"] != "ok":
                 # the cell is narrow: the full message goes under the table, where it can wrap
                 below.append(f"{row['plugin']} {failed_text(row)}")
-                rt.add_row(Text(row["plugin"]), Text("failed ↓", style="red"),
+                rt.add_row(Text(safe_text(row["plugin"])), Text("failed ↓", style="red"),
                            *([""] * (len(metric_cols) - 1 + (1 if pub else 0))))
                 continue
             cells = []
             for c in t.columns:
-                cells.append(fmt(row.get(c)) + ci_half(row.get(c), (row.get("ci") or {}).get(c)))
+                cells.append(Text(safe_text(fmt(row.get(c)) + ci_half(row.get(c), (row.get("ci") or {}).get(c)))))
             if not t.columns:
                 cells.append("–")
             if pub:
-                cells.append(Text(published_text(row) or "–",
-                                  style="" if all(p.get("within") for p in row.get("published") or []) else "red"))
-            rt.add_row(Text(row["plugin"]), *cells)
+                cells.append(Text(safe_text(published_text(row) or "–"),
+                                  style="" if all(isinstance(p, dict) and p.get("within")
+                                                  for p in row.get("published") or []) else "red"))
+            rt.add_row(Text(safe_text(row["plugin"])), *cells)
         cap = ([f"data fingerprint {t.fingerprint}"] if t.fingerprint else []) + below
-        cap += [f"note: {note_text(t, n)}" for n in t.notes]
+        cap += [f"{note_kind(n)}: {note_text(t, n)}" for n in t.notes]
         if t.hidden:
             cap.append(hidden_text(t))
         # title and notes as lines of their own, not the table's title/caption: those wrap at the table's
         # width, these at the console's (and print_whole measures them, so off a terminal they stay whole)
-        parts = [Text(t.title, style="italic"), rt] + ([Text("\n".join(cap))] if cap else []) + [Text("")]
+        parts = [Text(safe_text(t.title), style="italic"), rt] + (
+            [Text("\n".join(safe_text(line) for line in cap))] if cap else []) + [Text("")]
         out.append(Group(*parts))
     return out
 
