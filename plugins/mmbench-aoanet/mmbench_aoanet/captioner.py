@@ -12,11 +12,12 @@ from mmbench.checkpoints import load_checkpoint, parse_bool, parse_int, resolve_
 from mmbench.errors import DataError, PluginError
 
 from mmbench_aoanet.decoding import DecodeSettings, bad_endings_ix, beam_search, decode_sequence, greedy, \
-    penalty_builder
+    parse_sample_method, penalty_builder
 from mmbench_aoanet.infos import load_infos
 from mmbench_aoanet.model import ARCH_KEYS, AoAModel, check_opt
 from mmbench_aoanet.options import OPTIONS
 
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DATA = Path(__file__).resolve().parent / "data"
 DEMO_DIR = DATA / "demo"
 DEMO_MODEL, DEMO_INFOS = DEMO_DIR / "model-best.pth", DEMO_DIR / "infos_demo-best.pkl"
@@ -43,20 +44,28 @@ class AoANetCaptioner:
     def __init__(self, model: str | None = None, infos_path: str | None = None, beam_size="2", max_length="20",
                  sample_method="greedy", length_penalty="", group_size="1", diversity_lambda="0.5",
                  temperature="1.0", decoding_constraint="0", block_trigrams="0", remove_bad_endings="0",
-                 batch_size="50", device=None, allow_unsafe_pickle="false", seed=0):
+                 batch_size="50", device=None, allow_unsafe_pickle="false", seed=0, sample_n=None,
+                 precision="fp32"):
+        if sample_n is not None:
+            raise PluginError("aoanet: option sample_n is refused: husthuaan/AoANet's eval (opts.add_eval_options, "
+                              "AttModel._sample) has no sample_n; several samples per image came to "
+                              "self-critical.pytorch after the AoANet fork. Run with different seeds instead")
         if (model is None) != (infos_path is None):
             raise PluginError("aoanet: give both model=PATH (model-best.pth) and infos_path=PATH "
                               "(infos_<id>-best.pkl), or neither for the shipped demo model")
         if model is None:
             model, infos_path = DEMO_MODEL, DEMO_INFOS
         self.checkpoint_path = str(model)
-        if str(sample_method) != "greedy":
-            raise PluginError(f"aoanet: option sample_method={sample_method!r} is not supported: the official "
-                              "sample/gumbel/top-k methods draw random tokens, which is not a reproducible "
-                              "evaluation; the official eval default is greedy (with beam_size)")
+        method = str(sample_method).strip()
+        try:
+            parse_sample_method(method)
+        except ValueError:
+            raise PluginError(f"aoanet: option sample_method={sample_method!r}: expected greedy, sample, gumbel, "
+                              "topK (an integer K >= 1) or topP (0 < P < 1), the values "
+                              "CaptionModel.sample_next_word distinguishes") from None
         s = DecodeSettings(beam_size=parse_int(beam_size, option="beam_size"),
                            max_length=parse_int(max_length, option="max_length"),
-                           sample_method="greedy", length_penalty=str(length_penalty),
+                           sample_method=method, length_penalty=str(length_penalty),
                            group_size=parse_int(group_size, option="group_size"),
                            diversity_lambda=_float(diversity_lambda, "diversity_lambda"),
                            temperature=_float(temperature, "temperature"),
@@ -73,13 +82,27 @@ class AoANetCaptioner:
         if s.block_trigrams and s.beam_size > 1:
             raise PluginError("aoanet: block_trigrams acts in greedy decoding only (AttModel._sample); "
                               "set beam_size=1 with it")
+        if s.sample_method != "greedy" and s.beam_size > 1:
+            raise PluginError(f"aoanet: sample_method={s.sample_method} acts only with beam_size=1: the official "
+                              "AttModel._sample hands beam_size > 1 to _sample_beam, which never reads "
+                              "sample_method (it would be silently ignored)")
         if s.temperature <= 0:
             raise PluginError("aoanet: option temperature must be > 0")
         self.settings = s
         self.batch_size = parse_int(batch_size, option="batch_size")
         self.device = torch.device(resolve_device(device))
+        self.precision = str(precision).strip()
+        if self.precision not in DTYPES:
+            raise PluginError(f"aoanet: option precision={precision!r}: expected one of {', '.join(DTYPES)}")
+        if self.precision != "fp32" and self.device.type != "cuda":
+            raise PluginError(f"aoanet: option precision={self.precision} needs a CUDA device (device is "
+                              f"{self.device}); half precision on the CPU is slow and not what the official ran")
+        self.dtype = DTYPES[self.precision]
         unsafe = parse_bool(allow_unsafe_pickle, option="allow_unsafe_pickle")
-        self.seed = int(seed)
+        self.seed = parse_int(seed, option="seed", minimum=0)
+        # the random draws of the sampling methods: one CPU generator per model, seeded from the run's
+        # seed, advancing over the batches in order (as the official global RNG does over eval_split)
+        self.generator = torch.Generator().manual_seed(self.seed)
         infos = load_infos(infos_path, allow_unsafe_pickle=unsafe)
         self.infos_path = str(infos_path)
         self.opt, self.vocab = infos["opt"], infos["vocab"]
@@ -98,13 +121,20 @@ class AoANetCaptioner:
             raise DataError(model, f"does not fit the architecture of its opt (missing {res.missing_keys[:5]}, "
                                    f"unexpected {res.unexpected_keys[:5]})",
                             expected="the state_dict of the model described by infos['opt']")
-        self.model.to(self.device).eval()
+        self.model.to(self.device, self.dtype).eval()
         self.bad_ix = bad_endings_ix(self.vocab)
         self.norm_att_feat = int(self.opt.get("norm_att_feat", 0) or 0)
         self.details = {
             "decoding": s.as_dict(),
+            "sampling": None if s.sample_method == "greedy" else {
+                "seed": self.seed,
+                "rng": "torch.Generator (CPU) seeded with the run's seed, advanced batch after batch in order",
+                "draws": "as CaptionModel.sample_next_word: gumbel torch.rand; otherwise "
+                         "torch.multinomial(Categorical(logits=logprobs/temperature).probs, 1, True)",
+                "temperature_applies": True},
             "architecture": {k: self.opt[k] for k in ARCH_KEYS if k in self.opt},
             "norm_att_feat": self.norm_att_feat,
+            "device": str(self.device), "precision": self.precision,
             "unk_suppressed_in_beam_search": True,
             "infos": str(infos_path),
             "fc_feats": "cocobu_fc feature when the item has one, else regions.mean(0) (scripts/make_bu_data.py)"
@@ -141,11 +171,11 @@ class AoANetCaptioner:
             att[i, :f.shape[0]] = f
             masks[i, :f.shape[0]] = 1
         # dataloader.py: att_masks is None when every image of the batch has the same region count
-        mask_t = None if masks.all() else torch.from_numpy(masks).to(self.device)
+        mask_t = None if masks.all() else torch.from_numpy(masks).to(self.device, self.dtype)
         fc_t = None
         if fcs[0] is not None:
-            fc_t = torch.from_numpy(np.stack(fcs)).to(self.device)
-        return fc_t, torch.from_numpy(att).to(self.device), mask_t
+            fc_t = torch.from_numpy(np.stack(fcs)).to(self.device, self.dtype)
+        return fc_t, torch.from_numpy(att).to(self.device, self.dtype), mask_t
 
     @torch.no_grad()
     def decode(self, images):
@@ -156,7 +186,7 @@ class AoANetCaptioner:
         feats = self.model.prepare_feature(fc, att, masks)
         if self.settings.beam_size > 1:
             return beam_search(self.model, feats, self.settings, self.bad_ix)
-        seq, lp = greedy(self.model, feats, self.settings, self.bad_ix)
+        seq, lp = greedy(self.model, feats, self.settings, self.bad_ix, self.generator)
         return seq, lp, None
 
     def generate(self, images) -> list[str]:

@@ -59,8 +59,65 @@ def bad_endings_ix(vocab: dict) -> list[int]:
     return [int(k) for k, v in vocab.items() if v in MODEL_BAD_ENDINGS]
 
 
-def greedy(model, feats, s: DecodeSettings, bad_ix: list[int]):
-    """``AttModel._sample`` with sample_method greedy: (seq (B, L) int64, seqLogprobs (B, L))."""
+def parse_sample_method(method: str):
+    """The ``--sample_method`` values ``CaptionModel.sample_next_word`` distinguishes: ('greedy',),
+    ('gumbel',), ('sample',) (plain ``Categorical`` sampling), ('topk', k) or ('topp', p). Raises
+    ValueError for anything else (the official code would treat any other string as 'sample')."""
+    if method in ("greedy", "gumbel", "sample"):
+        return (method,)
+    if method.startswith("top"):
+        top_num = float(method[3:])  # ValueError when not a number, as the official float()
+        if 0 < top_num < 1:
+            return ("topp", top_num)
+        if top_num >= 1 and top_num == int(top_num):
+            return ("topk", int(top_num))
+    raise ValueError(method)
+
+
+def sample_next_word(logprobs, method: str, temperature: float, generator: torch.Generator | None):
+    """``CaptionModel.sample_next_word`` (husthuaan/AoANet:models/CaptionModel.py), literally, with one
+    change: the random draws come from ``generator`` (a CPU ``torch.Generator`` seeded from the run's
+    seed) instead of torch's global RNG. The draws are the ones the official code makes, on the same
+    tensors in the same order: gumbel ``torch.rand(logprobs.size())`` (on the CPU, as the official does
+    before ``.cuda()``); the other methods ``Categorical(logits=...).sample()``, i.e.
+    ``torch.multinomial(softmax(logits), 1, True)`` (made on a CPU copy here, so one seed gives the same
+    draws on every device). On the CPU this equals the official code run after ``torch.manual_seed(seed)``."""
+    kind = parse_sample_method(method)
+    if kind[0] == "greedy":
+        sample_lp, it = torch.max(logprobs.data, 1)
+        return it.view(-1).long(), sample_lp
+    if kind[0] == "gumbel":
+        eps = 1e-20
+        u = torch.rand(logprobs.size(), generator=generator).to(logprobs.device)
+        g = -torch.log(-torch.log(u + eps) + eps)
+        _logprobs = F.log_softmax((logprobs + g) / temperature, dim=-1)
+        _, it = torch.max(_logprobs.data, 1)
+        return it, logprobs.gather(1, it.unsqueeze(1))
+    logprobs = logprobs / temperature
+    if kind[0] == "topp":  # nucleus sampling
+        probs = F.softmax(logprobs, dim=1)
+        sorted_probs, sorted_indices = torch.sort(probs, descending=True, dim=1)
+        _cumsum = sorted_probs.cumsum(1)
+        mask = _cumsum < kind[1]
+        mask = torch.cat([torch.ones_like(mask[:, :1]), mask[:, :-1]], 1)
+        sorted_probs = sorted_probs * mask.float()
+        sorted_probs = sorted_probs / sorted_probs.sum(1, keepdim=True)
+        logprobs.scatter_(1, sorted_indices, sorted_probs.log())
+    elif kind[0] == "topk":
+        tmp = torch.empty_like(logprobs).fill_(float("-inf"))
+        topk, indices = torch.topk(logprobs, kind[1], dim=1)
+        logprobs = tmp.scatter(1, indices, topk)
+    # torch.distributions.Categorical(logits=logprobs.detach()).sample(), with an explicit generator
+    probs = torch.distributions.Categorical(logits=logprobs.detach()).probs
+    probs_2d = probs.reshape(-1, probs.size(-1)).cpu()
+    it = torch.multinomial(probs_2d, 1, True, generator=generator).T.reshape(probs.shape[:-1])
+    it = it.to(logprobs.device)
+    return it, logprobs.gather(1, it.unsqueeze(1))
+
+
+def greedy(model, feats, s: DecodeSettings, bad_ix: list[int], generator: torch.Generator | None = None):
+    """``AttModel._sample`` (beam_size 1): (seq (B, L) int64, seqLogprobs (B, L)); ``sample_method``
+    greedy, or one of the sampling methods drawing from ``generator``."""
     mean_feats = feats[0]
     b = mean_feats.size(0)
     state = model.init_hidden(b)
@@ -103,8 +160,7 @@ def greedy(model, feats, s: DecodeSettings, bad_ix: list[int]):
             logprobs = logprobs + (mask * -0.693 * 2.0)  # ln(1/2) * alpha, alpha = 2.0 as in the official code
         if t == L:
             break
-        sample_lp, it = torch.max(logprobs, 1)
-        it = it.view(-1).long()
+        it, sample_lp = sample_next_word(logprobs, s.sample_method, s.temperature, generator)
         unfinished = (it > 0) if t == 0 else unfinished * (it > 0)
         it = it * unfinished.type_as(it)
         seq[:, t] = it

@@ -217,11 +217,96 @@ def test_decoding_options(tmp_path):
     assert all(len(b) == 4 for b in done)  # two groups of two
     assert m.details["decoding"] == {**DecodeSettings().as_dict(), "beam_size": 4, "group_size": 2,
                                      "diversity_lambda": 0.7, "max_length": 6, "length_penalty": "wu_0.5"}
-    for bad, match in ((dict(sample_method="sample"), "not supported"), (dict(beam_size="3", group_size="2"), "multiple"),
+    for bad, match in ((dict(sample_method="sample"), "beam_size=1"), (dict(sample_method="top0"), "topK"),
+                       (dict(sample_method="top2.5", beam_size="1"), "topK"), (dict(sample_n="5"), "sample_n"),
+                       (dict(sample_method="nucleus", beam_size="1"), "topK"), (dict(beam_size="3", group_size="2"), "multiple"),
                        (dict(length_penalty="long"), "wu_X"), (dict(decoding_constraint="2"), "0 or 1"),
-                       (dict(block_trigrams="1", beam_size="2"), "greedy")):
+                       (dict(block_trigrams="1", beam_size="2"), "greedy"), (dict(precision="fp16"), "CUDA"),
+                       (dict(precision="fp8"), "precision")):
         with pytest.raises(PluginError, match=match):
             build(model=model, infos_path=infos, device="cpu", **bad)
+
+
+def _official_sample_next_word(logprobs, sample_method, temperature):
+    # husthuaan/AoANet:models/CaptionModel.py sample_next_word, verbatim but for .cuda() (global RNG)
+    import torch.nn.functional as F
+
+    if sample_method == 'gumbel':
+        def sample_gumbel(shape, eps=1e-20):
+            U = torch.rand(shape)
+            return -torch.log(-torch.log(U + eps) + eps)
+
+        def gumbel_softmax_sample(logits, temperature):
+            y = logits + sample_gumbel(logits.size())
+            return F.log_softmax(y / temperature, dim=-1)
+        _logprobs = gumbel_softmax_sample(logprobs, temperature)
+        _, it = torch.max(_logprobs.data, 1)
+        sampleLogprobs = logprobs.gather(1, it.unsqueeze(1))
+    else:
+        logprobs = logprobs / temperature
+        if sample_method.startswith('top'):
+            top_num = float(sample_method[3:])
+            if 0 < top_num < 1:
+                probs = F.softmax(logprobs, dim=1)
+                sorted_probs, sorted_indices = torch.sort(probs, descending=True, dim=1)
+                _cumsum = sorted_probs.cumsum(1)
+                mask = _cumsum < top_num
+                mask = torch.cat([torch.ones_like(mask[:, :1]), mask[:, :-1]], 1)
+                sorted_probs = sorted_probs * mask.float()
+                sorted_probs = sorted_probs / sorted_probs.sum(1, keepdim=True)
+                logprobs.scatter_(1, sorted_indices, sorted_probs.log())
+            else:
+                the_k = int(top_num)
+                tmp = torch.empty_like(logprobs).fill_(float('-inf'))
+                topk, indices = torch.topk(logprobs, the_k, dim=1)
+                tmp = tmp.scatter(1, indices, topk)
+                logprobs = tmp
+        it = torch.distributions.Categorical(logits=logprobs.detach()).sample()
+        sampleLogprobs = logprobs.gather(1, it.unsqueeze(1))
+    return it, sampleLogprobs
+
+
+@pytest.mark.parametrize("method", ["sample", "gumbel", "top3", "top0.6"])
+def test_sample_next_word_draws_as_the_official_global_rng(method):
+    from mmbench_aoanet.decoding import sample_next_word
+
+    lp = torch.log_softmax(torch.randn(6, 11, generator=torch.Generator().manual_seed(2)) * 2, 1)
+    for seed in (0, 7):
+        torch.manual_seed(seed)
+        ref = [_official_sample_next_word(lp.clone(), method, 0.8) for _ in range(3)]
+        gen = torch.Generator().manual_seed(seed)
+        ours = [sample_next_word(lp.clone(), method, 0.8, gen) for _ in range(3)]
+        for (a, la), (b, lb) in zip(ref, ours):
+            assert a.tolist() == b.tolist()
+            torch.testing.assert_close(la, lb, rtol=0, atol=0)
+
+
+def test_sampling_is_seeded_and_honours_its_options(tmp_path):
+    model, infos = _write_tiny(tmp_path, seed=5)
+    images = _images(8)
+    mk = lambda **o: build(model=model, infos_path=infos, device="cpu", max_length="8", beam_size="1", **o)  # noqa: E731
+    greedy_caps = mk().generate(images)
+    for method in ("sample", "gumbel", "top3", "top0.8"):
+        a = mk(sample_method=method, seed="3")
+        first = a.generate(images)
+        assert mk(sample_method=method, seed="3").generate(images) == first  # reproducible for a seed
+        assert a.generate(images) != first  # the generator advances from batch to batch, as the global RNG
+        others = {tuple(mk(sample_method=method, seed=str(k)).generate(images)) for k in range(4, 8)}
+        assert any(o != tuple(first) for o in others)  # other seeds, other samples
+        assert a.details["decoding"]["sample_method"] == method and a.details["sampling"]["seed"] == 3
+    # a tiny temperature makes sampling greedy; top1 is greedy whatever the temperature
+    assert mk(sample_method="sample", temperature="1e-4").generate(images) == greedy_caps
+    assert mk(sample_method="top1", temperature="3").generate(images) == greedy_caps
+    assert mk(sample_method="sample", temperature="5", seed="1").generate(images) != greedy_caps
+    assert mk().details["sampling"] is None
+    # the per-step log-probs are those of the drawn tokens under logprobs / temperature (the official's)
+    m = mk(sample_method="sample", temperature="2", seed="9")
+    seq, lp, _ = m.decode(images)
+    feats = m.model.prepare_feature(*m._features(images))
+    with torch.no_grad():
+        step, _ = m.model.get_logprobs_state(torch.zeros(len(images), dtype=torch.long), *feats,
+                                             m.model.init_hidden(len(images)))
+    torch.testing.assert_close(lp[:, 0], (step / 2).gather(1, seq[:, :1]).squeeze(1))
 
 
 def test_decode_sequence_post_processing():

@@ -290,3 +290,12 @@ def test_demo_training_is_reproducible(kind, tmp_path):
     for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "processor_config.json"):
         assert json_content(tmp_path / "run0" / name) == json_content(models.DEMO_CHECKPOINTS[kind] / name), name
     assert getattr(models, f"build_{kind}")(model=str(tmp_path / "run0")).generate(_images(1))[0] is not None
+
+
+def test_gpu_check_script_cpu_smoke():
+    import runpy
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "gpu_check.py"
+    main = runpy.run_path(str(script))["main"]
+    assert main(["--device", "cpu", "--images", "4", "--batch-size", "2"]) == 0

@@ -102,7 +102,7 @@ class SATCaptioner:
     accepts = ("image", "image_file")
 
     def __init__(self, checkpoint: str | None = None, word_map: str | None = None, beam_size="3",
-                 batch_size="16", device=None, allow_unsafe_pickle="false", seed=0):
+                 batch_size="16", device=None, allow_unsafe_pickle="false", seed=0, precision="fp32"):
         if (checkpoint is None) != (word_map is None):
             raise PluginError("sat: give both checkpoint=PATH (BEST_checkpoint_*.pth.tar) and word_map=PATH "
                               "(WORDMAP_*.json), or neither for the shipped demo model")
@@ -112,6 +112,13 @@ class SATCaptioner:
         self.beam_size = parse_int(beam_size, option="beam_size")
         self.batch_size = parse_int(batch_size, option="batch_size")
         self.device = torch.device(resolve_device(device))
+        dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+        self.precision = str(precision).strip()
+        if self.precision not in dtypes:
+            raise PluginError(f"sat: option precision={precision!r}: expected one of {', '.join(dtypes)}")
+        if self.precision != "fp32" and self.device.type != "cuda":
+            raise PluginError(f"sat: option precision={self.precision} needs a CUDA device (device is {self.device})")
+        self.dtype = dtypes[self.precision]
         self.seed = int(seed)
         unsafe = parse_bool(allow_unsafe_pickle, option="allow_unsafe_pickle")
         self.word_map = self._read_word_map(Path(word_map))
@@ -137,7 +144,7 @@ class SATCaptioner:
         if enc_dim != self.decoder.encoder_dim:
             raise DataError(checkpoint, f"encoder gives {enc_dim} channels but the decoder expects "
                                         f"{self.decoder.encoder_dim}", expected="a matching encoder and decoder")
-        self.encoder.to(self.device).eval()
+        self.encoder.to(self.device, self.dtype).eval()
         self.decoder.eval()  # the beam search runs on the CPU (a Python loop over a few beams)
         self.details = {
             "beam_size": self.beam_size, "max_steps": MAX_STEPS + 1, "image_size": IMAGE_SIZE,
@@ -147,6 +154,8 @@ class SATCaptioner:
                         "channels": int(enc_dim), "enc_image_size": self.encoder.enc_image_size},
             "decoder": {"attention_dim": self.decoder.attention_dim, "embed_dim": self.decoder.embed_dim,
                         "decoder_dim": self.decoder.decoder_dim, "vocab_size": self.decoder.vocab_size},
+            "device": str(self.device), "precision": self.precision,
+            "precision_applies_to": "the encoder (the beam search runs in float32 on the CPU)",
             "unk_suppressed": False, "length_normalisation": False,
             "checkpoint_epoch": ck.get("epoch") if isinstance(ck, dict) else None,
         }
@@ -173,8 +182,8 @@ class SATCaptioner:
             if not ({"image", "image_file"} & set(getattr(item, "forms", ()))):
                 raise PluginError(f"sat: image {item.id!r} has no pixels (forms: {sorted(item.forms)}); "
                                   "Show-Attend-Tell encodes images with its ResNet")
-        x = torch.from_numpy(np.stack([preprocess(item.load()) for item in images])).to(self.device)
-        return self.encoder(x).cpu()
+        x = torch.from_numpy(np.stack([preprocess(item.load()) for item in images])).to(self.device, self.dtype)
+        return self.encoder(x).float().cpu()
 
     @torch.no_grad()
     def caption(self, images) -> list[dict]:

@@ -103,7 +103,11 @@ def test_bad_options_and_inputs(tmp_path):
         build(checkpoint="x")
     with pytest.raises(DataError, match="not found"):
         build(checkpoint=str(tmp_path / "none.pth.tar"), word_map=str(tmp_path / "w.json"))
+    for bad, match in ((dict(precision="bf16"), "CUDA"), (dict(precision="half"), "precision")):
+        with pytest.raises(PluginError, match=match):
+            build(device="cpu", **bad)
     m = build(device="cpu")
+    assert m.details["precision"] == "fp32"
     with pytest.raises(PluginError, match="no pixels"):
         m.generate([ImageItem(id="r", regions=np.zeros((36, 64), np.float32))])
 
@@ -137,3 +141,62 @@ def test_plugin_kit():
     from mmbench.testing import check_plugin
 
     assert check_plugin("sat", options={"device": "cpu"}, limit=4, batch=4).ok
+
+
+def _legacy_copy(path, out):
+    """The demo checkpoint re-saved in torch's legacy (pre-1.6, non-zip) format, whole modules and Adam."""
+    import torch
+
+    from mmbench_sat.train_demo import tutorial_names
+
+    with tutorial_names():
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+        torch.save(ck, out, _use_new_zipfile_serialization=False)
+    return out
+
+
+def test_legacy_format_checkpoint_is_read_safely(tmp_path):
+    import zipfile
+
+    import torch
+
+    from mmbench_sat.captioner import DEMO_CHECKPOINT, DEMO_WORDMAP
+    from mmbench_sat.loading import flatten, load_whole_checkpoint
+
+    legacy = _legacy_copy(DEMO_CHECKPOINT, tmp_path / "BEST_checkpoint_legacy.pth.tar")
+    assert not zipfile.is_zipfile(legacy)
+    ck, ref = load_whole_checkpoint(legacy), load_whole_checkpoint(DEMO_CHECKPOINT)
+    assert ck["decoder"].qualname == "models.DecoderWithAttention" and ck["epoch"] == ref["epoch"]
+    for part in ("encoder", "decoder"):
+        a, b = flatten(ck[part])[0], flatten(ref[part])[0]
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    adam = ck["decoder_optimizer"]["state"]
+    assert len(adam) == len(ref["decoder_optimizer"]["state"]) > 0
+    from mmbench.datasets.demo import load
+
+    images = load("captioning", "test").images[:4]
+    ours = build(checkpoint=str(legacy), word_map=str(DEMO_WORDMAP), device="cpu").generate(images)
+    assert ours == build(device="cpu").generate(images)
+    # a legacy file naming code is refused by name, before anything runs; a truncated one is a DataError
+    raw = legacy.read_bytes()
+    evil = raw.replace(b"models\nEncoder\n", b"posix\nsystem\n\n\n", 1)
+    assert evil != raw
+    (tmp_path / "evil.pth.tar").write_bytes(evil)
+    with pytest.raises(UnsafeFileError, match="posix.system"):
+        load_whole_checkpoint(tmp_path / "evil.pth.tar")
+    (tmp_path / "cut.pth.tar").write_bytes(raw[:-100])
+    with pytest.raises(DataError, match="truncated|elements"):
+        load_whole_checkpoint(tmp_path / "cut.pth.tar")
+    (tmp_path / "junk.pth.tar").write_bytes(b"not a checkpoint at all")
+    with pytest.raises(DataError, match="neither a torch zip archive nor a legacy"):
+        load_whole_checkpoint(tmp_path / "junk.pth.tar")
+
+
+def test_tensor_records_outside_their_storage_are_refused():
+    from mmbench_sat.loading import _rebuild_tensor_v2
+
+    arr = np.arange(6, dtype=np.float32)
+    assert _rebuild_tensor_v2(arr, 1, (2, 2), (2, 1)).tolist() == [[1, 2], [3, 4]]
+    for off, size, stride in ((3, (2, 2), (2, 1)), (0, (7,), (1,)), (6, (), ())):
+        with pytest.raises(DataError, match="does not fit"):
+            _rebuild_tensor_v2(arr, off, size, stride)
