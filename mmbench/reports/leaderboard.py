@@ -305,7 +305,8 @@ def to_markdown(tables: list[Table]) -> str:
         out.append(f"### {md_escape(t.title)}\n")
         if t.fingerprint:
             out.append(f"data fingerprint `{code_span(t.fingerprint)}`\n")
-        out.append("| plugin | " + " | ".join(md_escape(c) for c in metric_cols) + (" | vs published" if pub else "")
+        out.append("| plugin | " + " | ".join(md_escape(c) + ("" if t.higher_is_better(c) else " ↓") for c in metric_cols)
+                   + (" | vs published" if pub else "")
                    + " |")
         out.append("|---|" + "---:|" * len(metric_cols) + ("---|" if pub else ""))
         for row in t.rows:
@@ -318,12 +319,15 @@ def to_markdown(tables: list[Table]) -> str:
                 continue
             out.append(f"| {name} | " + " | ".join(md_escape(fmt(row.get(c))) for c in t.columns)
                        + (f" | {md_escape(published_text(row)) or '–'}" if pub else "") + " |")
-        if t.notes or t.hidden:
+        lower = any(not t.higher_is_better(c) for c in t.columns)
+        if t.notes or t.hidden or lower:
             out.append("")
         for n in t.notes:
             out.append(f"- {note_kind(n)}: {md_escape(note_text(t, n))}")
         if t.hidden:
             out.append(f"- {md_escape(hidden_text(t))}")
+        if lower:
+            out.append("- ↓ = lower is better")
         out.append("")
     return "\n".join(out)
 
@@ -375,7 +379,8 @@ def to_rich(tables: list[Table]):
         rt = RTable()
         rt.add_column("plugin", style="bold", overflow="fold")
         for c in metric_cols:  # headers are Text: a metric name is never read as rich markup
-            rt.add_column(Text(safe_text(c)), justify="right" if t.columns else "left", overflow="fold")
+            rt.add_column(Text(safe_text(c) + ("" if t.higher_is_better(c) else " ↓")),
+                          justify="right" if t.columns else "left", overflow="fold")
         if pub:
             rt.add_column("vs published", overflow="fold")
         below: list[str] = []
@@ -383,7 +388,7 @@ def to_rich(tables: list[Table]):
             if row["status"] != "ok":
                 # the cell is narrow: the full message goes under the table, where it can wrap
                 below.append(f"{row['plugin']} {failed_text(row)}")
-                rt.add_row(Text(safe_text(row["plugin"])), Text("failed ↓", style="red"),
+                rt.add_row(Text(safe_text(row["plugin"])), Text("failed (below)", style="red"),
                            *([""] * (len(metric_cols) - 1 + (1 if pub else 0))))
                 continue
             cells = []
@@ -397,6 +402,8 @@ def to_rich(tables: list[Table]):
                                                   for p in row.get("published") or []) else "red"))
             rt.add_row(Text(safe_text(row["plugin"])), *cells)
         cap = ([f"data fingerprint {t.fingerprint}"] if t.fingerprint else []) + below
+        if any(not t.higher_is_better(c) for c in t.columns):
+            cap.append("↓ = lower is better")
         cap += [f"{note_kind(n)}: {note_text(t, n)}" for n in t.notes]
         if t.hidden:
             cap.append(hidden_text(t))
