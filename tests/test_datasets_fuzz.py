@@ -31,8 +31,9 @@ def _hf_parquet(root: Path) -> Path:
     import pyarrow.parquet as pq
 
     p = root / "test.parquet"
-    pq.write_table(pa.table({"image": ["img.png", "img.png"], "caption": ["a", "b"], "label": [0, 1]}), p)
+    pq.write_table(pa.table({"image": ["img.png", "img2.png"], "caption": ["a", "b"], "label": [0, 1]}), p)
     B.png(root / "img.png")
+    B.png(root / "img2.png")
     return p
 
 

@@ -22,7 +22,8 @@ def check_cmd(
     dataset_option: Optional[List[str]] = typer.Option(None, "--dataset-option", help="key=value (repeatable)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ):
-    """Verify a local copy: counts per split, missing files, fingerprint, differences from the standard.
+    """Verify a local copy: counts per split, missing files, image headers (size, format, decompression-bomb
+    limit), feature arrays (shape, finiteness), fingerprint, differences from the standard.
 
     Exit code 0 when every split loads with no missing file, 1 otherwise, 2 on bad usage.
 
@@ -53,7 +54,12 @@ def _print_report(rep: dict) -> None:
             t.add_row(r["split"], Text("error", style="red"), "", "", "", "")
             continue
         counts = ", ".join(f"{v} {k}" for k, v in r["counts"].items())
-        status = Text("ok", style="green") if r["ok"] else Text("missing files", style="red")
+        if r["ok"]:
+            status = Text("ok", style="green")
+        else:
+            why = (["missing files"] if r.get("missing_images") else []) + [
+                f"{n} {kind}" for kind, n in (r.get("problems") or {}).items()]
+            status = Text(", ".join(why) or "problems", style="red")
         t.add_row(r["split"], status, counts, str(r["missing_images"]), r["protocol"], r["fingerprint"])
     console.print(t)
     for r in rep["splits"]:

@@ -57,13 +57,81 @@ def check_split(spec, split: str, data_root: Any, task: str, options: dict[str, 
     items = _image_items(data)
     missing = [im for im in items if im.path is not None and not os.path.isfile(im.path)]
     meta = data.meta
+    problems = inspect_items(items)
     size_notes = [n for n in meta.notes if "standard copy has" in n]
-    rep.update(ok=not missing, counts=counts_of(data), protocol=meta.protocol, fingerprint=meta.fingerprint,
+    notes = [n for n in meta.notes if n not in size_notes and "image files are missing" not in n]
+    notes += [f"{p['count']} {kind} (first: {'; '.join(p['first'])})" for kind, p in problems.items()]
+    rep.update(ok=not missing and not problems, counts=counts_of(data), protocol=meta.protocol,
+               fingerprint=meta.fingerprint,
                missing_images=len(missing), missing_first=[str(im.path) for im in missing[:5]],
                forms=sorted({f for im in items for f in im.forms}) or list(meta.forms),
                size_differences=size_notes, files=meta.files,
-               notes=[n for n in meta.notes if n not in size_notes and "image files are missing" not in n])
+               problems={k: p["count"] for k, p in problems.items()},
+               problems_first={k: p["first"] for k, p in problems.items()},
+               notes=notes)
     return rep
+
+
+def inspect_items(items: list) -> dict[str, dict]:
+    """Problems of the files behind ``items``, by kind, with counts and the first few: every image
+    header is decoded (size, format, Pillow's decompression-bomb limit; a declared size must match
+    the file) and every feature array's shape and finiteness is read (memory-mapped / lazily)."""
+    import numpy as np
+
+    from mmbench.datasets.common import FIRST_N, image_header
+    from mmbench.errors import DataError
+
+    out: dict[str, dict] = {}
+
+    def add(kind: str, what: str) -> None:
+        p = out.setdefault(kind, {"count": 0, "first": []})
+        p["count"] += 1
+        if len(p["first"]) < FIRST_N:
+            p["first"].append(what)
+
+    dims: dict[tuple, int] = {}
+    headers: dict[str, tuple] = {}
+    for im in items:
+        if im.path is not None and os.path.isfile(im.path):
+            key = str(im.path)
+            if key not in headers:
+                headers[key] = image_header(im.path)
+            real, fmt = headers[key]
+            if real is None:
+                add("image file(s) that cannot be used" if "bomb" not in fmt else
+                    "image file(s) over Pillow's decompression-bomb limit", f"{im.path}: {fmt}")
+            elif im.size is not None and tuple(im.size) != real:
+                add("declared image size(s) that contradict the file",
+                    f"{im.path.name}: declared {im.size[0]}x{im.size[1]}, file {real[0]}x{real[1]}")
+        if "regions" in im.forms:
+            try:
+                arr = im.regions
+            except DataError as exc:
+                add("unreadable or non-finite feature file(s)", str(exc))
+                continue
+            if arr is None:
+                continue
+            where = getattr(im, "_att_path", None) or f"image {im.id}"
+            if arr.ndim != 2 or 0 in arr.shape:
+                add("feature array(s) of the wrong shape", f"{where}: shape {tuple(arr.shape)}")
+                continue
+            dims[(arr.shape[1], str(arr.dtype))] = dims.get((arr.shape[1], str(arr.dtype)), 0) + 1
+            if not np.isfinite(np.asarray(arr)).all():
+                add("feature array(s) holding NaN/inf", f"{where}")
+        fc_path = getattr(im, "_fc_path", None)
+        if fc_path is not None and os.path.isfile(fc_path):
+            try:
+                im.fc
+            except DataError as exc:
+                add("unreadable or non-finite feature file(s)", str(exc))
+    if len(dims) > 1:
+        common = max(dims, key=dims.get)
+        for (d, dt), n in dims.items():
+            if (d, dt) != common:
+                for _ in range(n):
+                    add("feature array(s) whose dimension differs from the split's",
+                        f"{n} with dim {d} {dt} where {dims[common]} have {common[0]} {common[1]}")
+    return out
 
 
 def check_dataset(name: str, data_root: Any = None, *, split: str | None = None, task: str | None = None,

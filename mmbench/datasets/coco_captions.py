@@ -66,22 +66,22 @@ def _locate(root: Path, split: str, kind: str, dataset: str, *, year: str | None
     return ann, img_dir, year
 
 
-def parse_images(data, path: Path) -> dict[int, dict]:
+def parse_images(data, path: Path, *, unique_files: bool = True) -> dict[int, dict]:
+    """id -> {file_name, size, index}; duplicate ids (and, unless ``unique_files=False`` as MDETR's one
+    entry per expression needs, duplicate file names) and impossible sizes are DataErrors."""
     images = C.field(data, "images", list, source=path, where="top level", expected="a list (COCO format)")
     out: dict[int, dict] = {}
+    files = C.Unique(path, "file_name", "file_name")
     for i, im in enumerate(images):
         where = f"images[{i}]"
         iid = C.field(im, "id", int, source=path, where=where)
         fn = C.field(im, "file_name", str, source=path, where=where)
-        size = None
-        if "width" in im or "height" in im:
-            w = C.field(im, "width", (int, float), source=path, where=where)
-            h = C.field(im, "height", (int, float), source=path, where=where)
-            if w <= 0 or h <= 0:
-                raise DataError(path, f"{where}: size {w}x{h}", field="width/height", expected="positive numbers")
-            size = (int(w), int(h))
+        size = C.declared_size(im, source=path, where=where)
         if iid in out:
-            raise DataError(path, f"{where}: duplicate image id {iid}", field="id", expected="unique ids")
+            raise DataError(path, f"{where}: duplicate image id {iid} (first at images[{out[iid]['index']}])",
+                            field="id", expected="unique ids")
+        if unique_files:
+            files(fn, where, detail="; the image would be evaluated twice")
         out[iid] = {"file_name": fn, "size": size, "index": i}
     return out
 
@@ -91,14 +91,17 @@ def parse_captions(path: Path) -> tuple[dict[int, dict], dict[int, list[str]]]:
     images = parse_images(data, path)
     anns = C.field(data, "annotations", list, source=path, where="top level", expected="a list (COCO format)")
     caps: dict[int, list[str]] = {}
+    ann_ids = C.Unique(path, "id", "annotation id")
     for i, a in enumerate(anns):
         where = f"annotations[{i}]"
         iid = C.field(a, "image_id", int, source=path, where=where)
         text = C.field(a, "caption", str, source=path, where=where)
+        if "id" in a:
+            ann_ids(C.field(a, "id", int, source=path, where=where), where)
         if iid not in images:
             raise DataError(path, f"{where}: image_id {iid} is not in 'images'", field="image_id",
                             expected="the id of an entry of 'images'")
-        caps.setdefault(iid, []).append(text.strip())
+        caps.setdefault(iid, []).append(C.text_value(text, source=path, where=where, key="caption", what="caption"))
     return images, caps
 
 
@@ -140,17 +143,30 @@ def load_instances(task: str, split: str, data_root=None, *, year, annotations, 
     data = C.read_json(ann, layout=LAYOUT)
     images = parse_images(data, ann)
     cats_raw = C.field(data, "categories", list, source=ann, where="top level", expected="a list (COCO format)")
-    cats = {}
+    cats: dict[int, str] = {}
+    notes: list[str] = []
     for i, c in enumerate(cats_raw):
-        cats[C.field(c, "id", int, source=ann, where=f"categories[{i}]")] = \
-            C.field(c, "name", str, source=ann, where=f"categories[{i}]")
+        where = f"categories[{i}]"
+        cid = C.field(c, "id", int, source=ann, where=where)
+        cname = C.text_value(C.field(c, "name", str, source=ann, where=where), source=ann, where=where, key="name",
+                             what="category name")
+        if cid in cats:
+            if cats[cid] != cname:  # the later name would silently win
+                raise DataError(ann, f"{where}: category id {cid} is {cname!r} here and {cats[cid]!r} before",
+                                field="categories.id", expected="each category id once")
+            notes.append(f"category id {cid} ({cname!r}) is listed twice in {ann.name}")
+        cats[cid] = cname
     anns = C.field(data, "annotations", list, source=ann, where="top level", expected="a list (COCO format)")
     groups: dict[tuple[int, int], list[list[float]]] = {}
     skipped = {"crowd": 0, "empty": 0}
+    ann_ids = C.Unique(ann, "id", "annotation id")
+    clipped: list[str] = []
     for i, a in enumerate(anns):
         where = f"annotations[{i}]"
         iid = C.field(a, "image_id", int, source=ann, where=where)
         cid = C.field(a, "category_id", int, source=ann, where=where)
+        if "id" in a:
+            ann_ids(C.field(a, "id", int, source=ann, where=where), where)
         box = C.xywh_box(C.field(a, "bbox", list, source=ann, where=where), source=ann, where=where)
         if iid not in images:
             raise DataError(ann, f"{where}: image_id {iid} is not in 'images'", field="image_id")
@@ -162,8 +178,9 @@ def load_instances(task: str, split: str, data_root=None, *, year, annotations, 
         if box[2] <= box[0] or box[3] <= box[1]:
             skipped["empty"] += 1
             continue
+        box = C.fit_box(box, images[iid]["size"], source=ann, where=where, key="bbox", clipped=clipped)
         groups.setdefault((iid, cid), []).append(box)
-    notes = [f"{n} {k} box(es) left out" for k, n in skipped.items() if n]
+    notes += [f"{n} {k} box(es) left out" for k, n in skipped.items() if n] + C.clip_note(clipped, ann)
     items: dict[int, ImageItem] = {}
     for iid, im in images.items():
         items[iid] = ImageItem(id=str(iid), size=im["size"],
@@ -172,6 +189,7 @@ def load_instances(task: str, split: str, data_root=None, *, year, annotations, 
     used = sorted({iid for iid, _ in groups}, key=lambda i: images[i]["index"])
     drop = C.handle_missing([items[i] for i in used], missing, dataset=dataset, image_dir=img_dir, notes=notes)
     dropped = {used[k] for k in drop}
+    C.verify_sizes([items[i] for i in used if i not in dropped], source=ann, notes=notes)
     samples = []
     for (iid, cid), boxes in sorted(groups.items(), key=lambda kv: (images[kv[0][0]]["index"], kv[0][1])):
         if iid in dropped:

@@ -111,6 +111,11 @@ def read_att(path: Path) -> np.ndarray:
     if not np.issubdtype(feat.dtype, np.floating) or feat.ndim < 2:
         raise DataError(path, f"'feat' has shape {feat.shape} dtype {feat.dtype}", field="feat",
                         expected="float (n_regions, D)")
+    if feat.size == 0:
+        raise DataError(path, f"'feat' has shape {feat.shape}", field="feat", expected="a non-empty (n_regions, D)")
+    if not np.isfinite(feat).all():
+        raise DataError(path, f"'feat' holds {int((~np.isfinite(feat)).sum())} NaN/inf value(s)", field="feat",
+                        expected="finite float features (the file, not the model, is at fault)")
     # husthuaan/AoANet:dataloader.py __getitem__: att_feat.reshape(-1, att_feat.shape[-1])
     return np.ascontiguousarray(feat.reshape(-1, feat.shape[-1]), dtype=np.float32)
 
@@ -122,7 +127,10 @@ def read_fc(path: Path) -> np.ndarray:
         raise DataError(path, f"cannot read .npy: {type(exc).__name__}: {exc}", expected="a float (D,) .npy") from None
     if not np.issubdtype(arr.dtype, np.floating):
         raise DataError(path, f"dtype {arr.dtype}", expected="a float (D,) .npy")
-    return np.asarray(arr, dtype=np.float32).reshape(-1)
+    out = np.asarray(arr, dtype=np.float32).reshape(-1)
+    if not np.isfinite(out).all():
+        raise DataError(path, "fc feature holds NaN/inf", expected="finite float features")
+    return out
 
 
 def _references(path: Path) -> dict[str, list[str]]:
@@ -166,10 +174,15 @@ def load(task: str, split: str, data_root=None, *, info, att_dir, fc_dir, refere
     entries: list[tuple[LazyRegionItem, list[str]]] = []
     absent: list[str] = []
     no_refs: list[str] = []
+    seen = C.Unique(info_path, "id", "image id")
+    split_values = []
     for i, im in enumerate(images):
         where = f"images[{i}]"
         iid = C.field(im, "id", (int, str), source=info_path, where=where)
+        seen(str(iid), where, detail="; it would be evaluated twice")
         sp = im.get("split") if isinstance(im, dict) else None
+        if sp is not None:
+            split_values.append((i, sp))
         # husthuaan/AoANet:dataloader.py: no 'split' -> every split; restval -> train unless train_only
         if sp is not None and sp != split and not (split == "train" and sp == "restval" and not train_only):
             continue
@@ -183,6 +196,7 @@ def load(task: str, split: str, data_root=None, *, info, att_dir, fc_dir, refere
             continue
         entries.append((LazyRegionItem(key, att, C.inside(fc_dir, key + ".npy", source=info_path, field=f"{where}.id")),
                         list(refs[key])))
+    C.check_split_values(split_values, ("train", "val", "test", "restval"), source=info_path)
     notes: list[str] = []
     if absent:
         msg = f"{len(absent)} {split} image(s) have no {att_dir.name}/<id>.npz (first: {', '.join(absent[:C.FIRST_N])})"

@@ -23,6 +23,15 @@ from mmbench.tasks.base import DatasetMeta, ImageItem
 
 #: how many names a "missing files" message lists
 FIRST_N = 5
+#: longest file name / path an annotation may make us build (ENAMETOOLONG otherwise)
+MAX_NAME = 255
+MAX_PATH = 4000
+#: most classes an integer label may imply (a label 10**10 must not make 10**10 class names)
+MAX_CLASSES = 10_000
+#: a gt box may leave the image by this many pixels (rounding) and is clipped, with a note
+BOX_TOLERANCE = 2.0
+#: feature files up to this size are scanned for NaN/inf at load (always by `mmbench datasets check`)
+SCAN_BYTES = 4 << 30
 
 
 class DatasetSizeWarning(UserWarning):
@@ -82,6 +91,11 @@ def inside(root: Path, rel: Any, *, source: Any, field: str) -> Path:
     """
     if not isinstance(rel, str) or not rel.strip() or "\0" in rel:
         raise DataError(source, f"bad path {rel!r}", field=field, expected="a relative file path")
+    too_long = [c for c in rel.replace("\\", "/").split("/") if len(c.encode("utf-8", "surrogatepass")) > MAX_NAME]
+    if too_long or len(rel) > MAX_PATH:
+        raise DataError(source, f"path {_short(rel)} is too long ({len(rel)} characters"
+                                + (f"; a name of {len(too_long[0])}" if too_long else "") + ")", field=field,
+                        expected=f"file names of at most {MAX_NAME} bytes and paths of at most {MAX_PATH} characters")
     root_n = os.path.normpath(os.path.abspath(root))
     full = os.path.normpath(os.path.join(root_n, rel))
     if full != root_n and not full.startswith(root_n + os.sep):
@@ -116,6 +130,50 @@ def find_dir(root: Path, candidates: Sequence[str], *, option: str | None, datas
 
 # --------------------------------------------------------------------------- reading
 
+class _BadNumber(ValueError):
+    pass
+
+
+def _parse_float(text: str) -> float:
+    v = float(text)
+    if not _finite(v):
+        raise _BadNumber(f"number {text[:40]!r} overflows a float (inf)")
+    return v
+
+
+def _parse_constant(text: str):
+    raise _BadNumber(f"{text} is not a JSON number")
+
+
+def _parse_int(text: str) -> int:
+    if len(text) > MAX_INT_DIGITS:
+        raise _BadNumber(f"an integer of {len(text)} digits (more than {MAX_INT_DIGITS})")
+    return int(text)
+
+
+#: integers longer than this are refused while parsing (Python's own limit is 4300 digits)
+MAX_INT_DIGITS = 100
+
+
+def loads_json(text: str, *, source: Any, where: str | None = None, layout: str = "") -> Any:
+    """``json.loads`` that refuses NaN / Infinity / overflowing floats and absurd integers, and
+    turns every parse failure (deep nesting included) into a DataError naming ``source``."""
+    at = f"{where}: " if where else ""
+    try:
+        return json.loads(text, parse_float=_parse_float, parse_constant=_parse_constant, parse_int=_parse_int)
+    except _BadNumber as exc:
+        raise DataError(source, f"{at}{exc}", field=where,
+                        expected="finite JSON numbers (no NaN, Infinity, 1e400 or integers of hundreds of digits)"
+                        ) from None
+    except json.JSONDecodeError as exc:
+        raise DataError(source, f"{at}not valid JSON: {exc}", field=where, expected="a JSON file" if not where
+                        else "one JSON object per line", layout=layout or None) from None
+    except RecursionError:
+        raise DataError(source, f"{at}JSON nested too deeply", field=where, expected="a JSON file") from None
+    except ValueError as exc:  # e.g. Python's integer string conversion limit
+        raise DataError(source, f"{at}unreadable JSON value: {exc}", field=where, expected="a JSON file") from None
+
+
 def read_json(path: Path, *, layout: str = "") -> Any:
     try:
         with open(path, "rb") as fh:
@@ -125,13 +183,10 @@ def read_json(path: Path, *, layout: str = "") -> Any:
     except OSError as exc:
         raise DataError(path, f"cannot read: {exc}") from None
     try:
-        return json.loads(raw.decode("utf-8-sig"))
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise DataError(path, f"not UTF-8 text: {exc}", expected="a JSON file") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(path, f"not valid JSON: {exc}", expected="a JSON file", layout=layout or None) from None
-    except RecursionError:
-        raise DataError(path, "JSON nested too deeply", expected="a JSON file") from None
+        raise DataError(path, f"not UTF-8 text: {exc}", expected="a UTF-8 JSON file") from None
+    return loads_json(text, source=path, layout=layout)
 
 
 def read_lines(path: Path, *, layout: str = "", encoding: str = "utf-8") -> list[str]:
@@ -197,8 +252,232 @@ def _finite(v: float) -> bool:
 
 
 def _short(v: Any, n: int = 60) -> str:
-    s = repr(v)
+    try:
+        s = repr(v)
+    except RecursionError:
+        return f"<{type(v).__name__} nested too deeply to show>"
+    except Exception:  # e.g. an int beyond Python's 4300-digit str() limit
+        return f"<{type(v).__name__} too large to show>"
     return s if len(s) <= n else s[:n] + "..."
+
+
+# --------------------------------------------------------------------------- hostile-data checks
+
+def first_duplicate(values) -> Any:
+    """The first value seen twice, or None."""
+    seen = set()
+    for v in values:
+        if v in seen:
+            return v
+        seen.add(v)
+    return None
+
+
+def data_where(meta: Any) -> str | None:
+    """What a task-data error names when no single file is at fault: the dataset's files, or its name."""
+    files = list(getattr(meta, "files", None) or [])
+    if files:
+        return files[0] if len(files) == 1 else f"{files[0]} (+{len(files) - 1} more)"
+    name = getattr(meta, "name", None)
+    return f"dataset {name!r} split {getattr(meta, 'split', '?')!r}" if name else None
+
+
+def text_value(v: Any, *, source: Any, where: str, key: str, what: str = "text") -> str:
+    """``v`` stripped; a DataError when it is not a string or is empty / whitespace only."""
+    if not isinstance(v, str):
+        raise DataError(source, f"{where}: {what} is {type(v).__name__} {_short(v)}", field=key, expected="a string")
+    t = v.strip()
+    if not t:
+        raise DataError(source, f"{where}: empty {what} {v!r}", field=key,
+                        expected=f"a non-empty {what} (not only whitespace)")
+    return t
+
+
+class Unique:
+    """Refuse a value seen before: ``seen(value, where)`` raises a DataError naming both places."""
+
+    def __init__(self, source: Any, key: str, what: str):
+        self.source, self.key, self.what = source, key, what
+        self.first: dict[Any, str] = {}
+
+    def __call__(self, value: Any, where: str, *, detail: str = "") -> None:
+        if value in self.first:
+            raise DataError(self.source, f"{where}: duplicate {self.what} {_short(value)} (first at "
+                                         f"{self.first[value]}){detail}", field=self.key,
+                            expected=f"each {self.what} once")
+        self.first[value] = where
+
+    def __contains__(self, value: Any) -> bool:
+        return value in self.first
+
+
+def check_split_values(values: Sequence[tuple[int, Any]], known: Sequence[str], *, source: Any, key: str = "split",
+                       where: str = "images") -> None:
+    """Every ``(index, split value)`` must be one of ``known``: a typo ("tset") would silently drop the entry."""
+    bad: dict[Any, list[int]] = {}
+    for i, v in values:
+        if v not in known:
+            bad.setdefault(v, []).append(i)
+    if bad:
+        desc = "; ".join(f"{_short(v)} at {where}[{', '.join(map(str, ix[:3]))}{', ...' if len(ix) > 3 else ''}]"
+                         f" ({len(ix)}x)" for v, ix in list(bad.items())[:FIRST_N])
+        import difflib
+
+        hint = difflib.get_close_matches(str(next(iter(bad))), list(known), n=1)
+        raise DataError(source, f"unknown split value(s): {desc}" + (f" (did you mean {hint[0]!r}?)" if hint else ""),
+                        field=key, expected=f"one of {', '.join(known)}")
+
+
+def declared_size(im: dict, *, source: Any, where: str) -> tuple[int, int] | None:
+    """``(width, height)`` from a record's ``width``/``height``, or None when absent; refuses 0, negative,
+    fractional and absurd sizes."""
+    if "width" not in im and "height" not in im:
+        return None
+    w = field(im, "width", (int, float), source=source, where=where)
+    h = field(im, "height", (int, float), source=source, where=where)
+    if not (_finite(w) and _finite(h)) or w < 1 or h < 1 or w != int(w) or h != int(h) or max(w, h) > 1 << 20:
+        raise DataError(source, f"{where}: image size {_short(w)}x{_short(h)}", field="width/height",
+                        expected="positive whole numbers of pixels (at most 2**20)")
+    return int(w), int(h)
+
+
+def fit_box(box: Sequence[float], size: tuple[int, int] | None, *, source: Any, where: str, key: str,
+            clipped: list[str]) -> list[float]:
+    """An xyxy ground-truth box made safe to score: finite, positive area, inside the image.
+
+    A box that leaves the image (or goes negative) by at most :data:`BOX_TOLERANCE` pixels, as
+    float rounding of COCO boxes does, is clipped and counted in ``clipped`` (a note); a box
+    farther out, with zero or negative area, or absurdly large, is a DataError (it could never be
+    hit, so every model would silently lose it).
+    """
+    x1, y1, x2, y2 = (float(v) for v in box)
+    tol = BOX_TOLERANCE
+    if not all(map(_finite, (x1, y1, x2, y2))):
+        raise DataError(source, f"{where}: box {list(box)} is not finite", field=key, expected="finite numbers")
+    if x2 <= x1 or y2 <= y1:
+        raise DataError(source, f"{where}: box {_fmt_box(box)} has {'zero' if x2 == x1 or y2 == y1 else 'negative'} "
+                                f"area", field=key, expected="x2 > x1 and y2 > y1 (a box with positive area)")
+    lo_x, lo_y = -tol, -tol
+    hi_x, hi_y = (size[0] + tol, size[1] + tol) if size else (float("inf"), float("inf"))
+    if x1 < lo_x or y1 < lo_y or x2 > hi_x or y2 > hi_y:
+        inside_txt = f"the {size[0]}x{size[1]} image" if size else "the image (no negative coordinates)"
+        raise DataError(source, f"{where}: box {_fmt_box(box)} lies outside {inside_txt} by more than {tol:g} px",
+                        field=key, expected=f"a box inside {inside_txt}; check the box format (xyxy vs xywh, "
+                                            "pixels vs normalised) and the declared image size")
+    nx1, ny1 = max(x1, 0.0), max(y1, 0.0)
+    nx2, ny2 = (min(x2, float(size[0])), min(y2, float(size[1]))) if size else (x2, y2)
+    if (nx1, ny1, nx2, ny2) != (x1, y1, x2, y2):
+        clipped.append(where)
+        if nx2 <= nx1 or ny2 <= ny1:
+            raise DataError(source, f"{where}: box {_fmt_box(box)} has no area inside the image", field=key,
+                            expected="a box overlapping the image")
+    return [nx1, ny1, nx2, ny2]
+
+
+def _fmt_box(b) -> str:
+    return "[" + ", ".join(f"{float(v):g}" for v in b) + "]"
+
+
+def clip_note(clipped: list[str], source: Any) -> list[str]:
+    if not clipped:
+        return []
+    msg = (f"{len(clipped)} ground-truth box(es) in {Path(str(source)).name} left the image by at most "
+           f"{BOX_TOLERANCE:g} px (rounding) and were clipped to it (first: {', '.join(clipped[:3])})")
+    warnings.warn(msg, DataQualityWarning, stacklevel=3)
+    return [msg]
+
+
+class DataQualityWarning(UserWarning):
+    """Data that is odd but usable (recorded in the dataset notes too)."""
+
+
+def image_header(path: Path) -> tuple[tuple[int, int] | None, str]:
+    """``((width, height), format)`` from the file's header, or ``(None, why)``; never decodes pixels.
+    Pillow's decompression-bomb limit is applied (``Image.MAX_IMAGE_PIXELS``)."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                return (int(im.width), int(im.height)), str(im.format)
+    except FileNotFoundError:
+        return None, "missing"
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        return None, f"decompression bomb ({exc})"
+    except Exception as exc:
+        return None, f"unreadable image ({type(exc).__name__}: {_short(str(exc), 80)})"
+
+
+def verify_sizes(items: Sequence[ImageItem], *, source: Any, notes: list[str]) -> None:
+    """Compare each item's declared size with its image file's header (files that exist). A size that
+    contradicts the file (0x0, 1x1, swapped, wrong) is a DataError: it would turn every correct
+    prediction into an invalid one. Items without a declared size get the header's; unreadable or
+    bomb-sized files are a DataError too."""
+    wrong = []
+    for it in items:
+        if it.path is None or not os.path.isfile(it.path):
+            continue
+        real, fmt = image_header(it.path)
+        if real is None:
+            raise DataError(it.path, f"image of {it.id!r}: {fmt}", expected="a decodable image within Pillow's "
+                                                                           "decompression-bomb limit")
+        if it.size is None:
+            it.size = real
+        elif tuple(it.size) != real:
+            wrong.append((it, real))
+    if wrong:
+        first = ", ".join(f"{it.path.name} declared {it.size[0]}x{it.size[1]}, file {r[0]}x{r[1]}"
+                          for it, r in wrong[:3])
+        raise DataError(source, f"{len(wrong)} declared image size(s) contradict the image files ({first})",
+                        field="width/height", expected="the size of the image file (boxes and normalised "
+                                                       "predictions are measured against it)")
+
+
+def scan_finite(arr, *, source: Any, what: str = "features", chunk_bytes: int = 64 << 20) -> None:
+    """A DataError naming ``source`` when ``arr`` (memory-mapped is fine: read in chunks) holds NaN or inf."""
+    import numpy as np
+
+    if arr.size == 0:
+        return
+    rows = max(1, chunk_bytes // max(1, arr[0].nbytes if arr.ndim > 1 else arr.itemsize))
+    for start in range(0, arr.shape[0], rows):
+        block = np.asarray(arr[start:start + rows])
+        if not np.isfinite(block).all():
+            bad = np.argwhere(~np.isfinite(block.reshape(block.shape[0], -1)).all(1)).ravel()
+            first = [int(start + k) for k in bad[:FIRST_N]]
+            raise DataError(source, f"{what} hold NaN or inf (rows {first}{', ...' if len(bad) > FIRST_N else ''})",
+                            expected="finite float features (the file, not the model, is at fault)")
+
+
+def class_list(names: Any, *, source: Any, key: str) -> list[str]:
+    """Validated class names: a list of distinct, non-empty strings (a string "abc" is not 3 classes)."""
+    if isinstance(names, (str, bytes)) or not isinstance(names, (list, tuple)):
+        raise DataError(source, f"class names are {type(names).__name__} {_short(names)}", field=key,
+                        expected="a list of class-name strings")
+    if not names:
+        raise DataError(source, "no class names", field=key, expected="at least one class name")
+    if len(names) > MAX_CLASSES:
+        raise DataError(source, f"{len(names)} class names", field=key, expected=f"at most {MAX_CLASSES} classes")
+    out = [text_value(n, source=source, where=f"class {i}", key=key, what="class name") for i, n in enumerate(names)]
+    seen = Unique(source, key, "class name")
+    for i, n in enumerate(out):
+        seen(n, f"class {i}")
+    return out
+
+
+def int_classes(labels: Sequence[int], *, source: Any, key: str) -> list[str]:
+    """Class names "0".."max" for integer labels, refusing negative labels and absurd maxima (DoS)."""
+    if not labels:
+        return []
+    lo, hi = min(labels), max(labels)
+    if lo < 0:
+        raise DataError(source, f"label {lo}", field=key, expected="labels >= 0 (or pass --dataset-option classes=...)")
+    if hi >= MAX_CLASSES:
+        raise DataError(source, f"label {_short(hi)} would make {_short(hi + 1)} classes", field=key,
+                        expected=f"integer labels below {MAX_CLASSES}; pass --dataset-option classes=a,b,c for "
+                                 "named classes")
+    return [str(i) for i in range(hi + 1)]
 
 
 # --------------------------------------------------------------------------- images
@@ -371,6 +650,17 @@ def build_image_text(task: str, dataset: str, split: str, entries: Sequence[tupl
     from mmbench.tasks.captioning import CaptioningData
     from mmbench.tasks.retrieval import RetrievalData
 
+    ids = Unique(source, "id", "image id")
+    paths = Unique(source, "image", "image file")
+    for k, (item, caps) in enumerate(entries):
+        where = f"image {item.id!r}"
+        ids(item.id, where, detail="; it would be evaluated twice")
+        if item.path is not None:
+            paths(os.path.normpath(str(item.path)), where, detail="; it would be evaluated twice")
+        for j, c in enumerate(caps):
+            if not isinstance(c, str) or not c.strip():
+                raise DataError(source, f"{where}: caption {j} is {_short(c)}", field="captions",
+                                expected="non-empty caption text (not only whitespace)")
     drop = handle_missing([e[0] for e in entries], missing, dataset=dataset, image_dir=image_dir, notes=notes)
     kept = [e for i, e in enumerate(entries) if i not in drop]
     if not kept:

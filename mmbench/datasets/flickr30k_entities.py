@@ -41,8 +41,12 @@ SPLITS = ("train", "val", "test")
 def parse_split_list(path: Path) -> list[str]:
     ids = [ln.strip() for ln in C.read_lines(path, layout=LAYOUT) if ln.strip()]
     for n, i in enumerate(ids, 1):
-        if not i.isdigit():
-            raise DataError(path, f"line {n} is {C._short(i)}", field=f"line {n}", expected="a numeric Flickr image id")
+        if not (i.isascii() and i.isdigit()) or len(i) > 30:
+            raise DataError(path, f"line {n} is {C._short(i)}", field=f"line {n}",
+                            expected="a numeric Flickr image id (at most 30 digits)")
+    seen = C.Unique(path, f"image id", "image id")
+    for n, i in enumerate(ids, 1):
+        seen(i, f"line {n}", detail="; its phrases would be evaluated twice")
     return ids
 
 
@@ -101,7 +105,10 @@ def parse_annotation(path: Path) -> dict:
     if size is None:
         raise DataError(path, "no <size> element", field="size", expected="<size><width/><height/></size>")
     width, height = num(size, "width", "size"), num(size, "height", "size")
+    if not (0 < width <= 1 << 20 and 0 < height <= 1 << 20):
+        raise DataError(path, f"size {width}x{height}", field="size", expected="positive whole numbers of pixels")
     boxes: dict[str, list[list[int]]] = {}
+    clipped: list[str] = []
     for k, obj in enumerate(root.findall("object")):
         bnd = obj.find("bndbox")
         if bnd is None:
@@ -110,10 +117,11 @@ def parse_annotation(path: Path) -> dict:
         box = [num(bnd, t, where) for t in ("xmin", "ymin", "xmax", "ymax")]
         if box[2] < box[0] or box[3] < box[1]:
             raise DataError(path, f"{where}: impossible box {box}", field="bndbox", expected="xmin <= xmax, ymin <= ymax")
+        box = C.fit_box(box, (width, height), source=path, where=where, key="bndbox", clipped=clipped)
         for name in obj.findall("name"):
             if name.text and name.text.strip():
                 boxes.setdefault(name.text.strip(), []).append(box)
-    return {"width": width, "height": height, "boxes": boxes}
+    return {"width": width, "height": height, "boxes": boxes, "clipped": clipped}
 
 
 def merge(boxes: list[list[int]]) -> list[list[int]]:
@@ -147,10 +155,13 @@ def load(task: str, split: str, data_root=None, *, protocol, images, missing):
     rows = []
     files = [lst]
     n_phrases = 0
+    clipped_files: list[str] = []
     for img in ids:
         sp, ap = root / "Sentences" / f"{img}.txt", root / "Annotations" / f"{img}.xml"
         files += [sp, ap]
         ann = parse_annotation(ap)
+        if ann["clipped"]:
+            clipped_files.append(f"{ap.name} ({len(ann['clipped'])})")
         iid = int(img)
         images[iid] = {"file_name": f"{img}.jpg", "size": (ann["width"], ann["height"])}
         for s_idx, sent in enumerate(parse_sentences(sp)):
@@ -160,9 +171,14 @@ def load(task: str, split: str, data_root=None, *, protocol, images, missing):
                 if not boxes:  # phrases without boxes are not evaluated (MDETR flickr_eval)
                     continue
                 rows.append({"id": f"{img}:{s_idx}:{p_idx}", "image_id": iid, "expression": ph["phrase"],
-                             "boxes": merge(boxes) if protocol == "merged" else boxes, "source": sp})
+                             "boxes": merge(boxes) if protocol == "merged" else boxes, "source": sp,
+                             "where": f"sentence {s_idx + 1}, phrase {p_idx + 1}", "text_key": "phrase",
+                             "box_source": ap, "box_where": f"boxes of phrase /EN#{ph['phrase_id']}"})
     if not rows:
         raise DataError(lst, f"split {split!r} has no phrase with a box", expected="annotated phrases")
+    if clipped_files:
+        notes.append(f"ground-truth boxes in {len(clipped_files)} annotation file(s) left the image by at most "
+                     f"{C.BOX_TOLERANCE:g} px and were clipped to it (first: {', '.join(clipped_files[:3])})")
     C.size_notes(name, split, "", {"images": len(ids)}, notes)
     data = grounding_data(name, split, root, files, rows, images, img_dir, missing, "",
                           f"{protocol}-box", lst)

@@ -40,7 +40,14 @@ def parse_tokens(path: Path, *, layout: str = "") -> dict[str, list[str]]:
         if not tab or not hash_ or not name or not k.strip().isdigit():
             raise DataError(path, f"line {n} is {C._short(line)}", field=f"line {n}",
                             expected="'<image>.jpg#<k><TAB><caption>'", layout=layout or None)
-        caps.setdefault(name, []).append((int(k), text.strip()))
+        if len(k.strip()) > 6:
+            raise DataError(path, f"line {n}: caption number {C._short(k)}", field=f"line {n}",
+                            expected="'<image>.jpg#<k>' with a small k")
+        if int(k) in {j for j, _ in caps.get(name, [])}:
+            raise DataError(path, f"line {n}: duplicate caption id {name}#{int(k)}", field=f"line {n}",
+                            expected="each '<image>#<k>' once")
+        caps.setdefault(name, []).append((int(k), C.text_value(text, source=path, where=f"line {n}",
+                                                                 key=f"line {n}", what="caption")))
     return {name: [t for _, t in sorted(v, key=lambda x: x[0])] for name, v in caps.items()}
 
 
@@ -49,6 +56,9 @@ def parse_split_list(path: Path, *, layout: str = "") -> list[str]:
     for n, name in enumerate(names, 1):
         if "\t" in name or " " in name:
             raise DataError(path, f"entry {n} is {C._short(name)}", field=f"line {n}", expected="one image name per line")
+    seen = C.Unique(path, "image name", "image")
+    for n, name in enumerate(names, 1):
+        seen(name, f"line {n}", detail="; it would be evaluated twice")
     return names
 
 

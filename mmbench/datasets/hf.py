@@ -103,15 +103,26 @@ def read_table(files: list[Path]):
         raise DataError(files[0].parent, f"data files have different columns: {exc}") from None
 
 
-def class_names(table) -> dict[str, list[str]]:
+def class_names(table, source: Path) -> dict[str, list[str]]:
+    """ClassLabel names per column from the schema's ``huggingface`` metadata, validated: a string
+    ("abc" is not the classes a, b, c), duplicate or empty names are DataErrors."""
     meta = (table.schema.metadata or {}).get(b"huggingface")
     if not meta:
         return {}
     try:
         feats = json.loads(meta)["info"]["features"]
-        return {k: list(v["names"]) for k, v in feats.items() if isinstance(v, dict) and "names" in v}
     except Exception:
+        try:
+            feats = json.loads(meta)["features"]  # newer datasets versions
+        except Exception:
+            return {}
+    if not isinstance(feats, dict):
         return {}
+    out = {}
+    for k, v in feats.items():
+        if isinstance(v, dict) and "names" in v:
+            out[k] = C.class_list(v["names"], source=source, key=f"huggingface metadata: features.{k}.names")
+    return out
 
 
 def _column(table, name: str, files, what: str) -> list:
@@ -173,26 +184,35 @@ def load(task: str, split: str, data_root=None, *, image_column, captions_column
 
     labels = _column(table, label_column, files, "label")
     if classes:
-        classes = [c.strip() for c in classes.split(",") if c.strip()]
+        classes = C.class_list([c.strip() for c in classes.split(",")], source=files[0], key="option classes")
     else:
-        classes = class_names(table).get(label_column) or []
+        classes = class_names(table, files[0]).get(label_column) or []
         if not classes:
-            ints = [v for v in labels if isinstance(v, int)]
+            ints = [v for v in labels if isinstance(v, int) and not isinstance(v, bool)]
             if len(ints) != len(labels):
                 raise MMBenchError(f"{files[0]}: labels are not a ClassLabel; pass --dataset-option classes=a,b,c")
-            classes = [str(i) for i in range(max(ints) + 1)]
+            classes = C.int_classes(ints, source=files[0], key=label_column)
     texts = _column(table, text_column, files, "text") if text_column in table.column_names else [None] * n
     imgs = None if text_only or image_column not in table.column_names else _column(table, image_column, files,
                                                                                      "image")
     samples = []
+    seen = C.Unique(files[0], id_column or "id", "id")
     for k in range(n):
         lab = labels[k]
         idx = lab if isinstance(lab, int) and not isinstance(lab, bool) else (
             classes.index(lab) if isinstance(lab, str) and lab in classes else -1)
         if not 0 <= idx < len(classes):
-            raise DataError(files[0], f"row {k}: label {lab!r}", field=label_column, expected=f"one of {classes}")
+            raise DataError(files[0], f"row {k}: label {C._short(lab)}", field=label_column,
+                            expected=f"one of {C._short(classes, 200)}")
+        seen(ids[k], f"row {k}", detail=f" (label {lab!r} here)")
+        text = texts[k]
+        if text is not None and not isinstance(text, str):
+            raise DataError(files[0], f"row {k}: text is {type(text).__name__}", field=text_column, expected="a string")
         img = _image(imgs[k], k, root, files[0], ids[k]) if imgs is not None and imgs[k] is not None else None
-        samples.append(ClassificationSample(id=ids[k], text=texts[k], image=img, label=idx))
+        if (text is None or not text.strip()) and img is None:
+            raise DataError(files[0], f"row {k} has neither text nor image", field=f"{text_column}/{image_column}",
+                            expected="a non-empty text or an image")
+        samples.append(ClassificationSample(id=ids[k], text=text, image=img, label=idx))
     forms = ("image", "image_file") if imgs is not None else ("text_only",)
     meta = C.make_meta(name, split, task, protocol="text-only" if text_only else "hf", files=files, data_root=root,
                        image_ids=ids, forms=forms, notes=notes, extra=[classes])

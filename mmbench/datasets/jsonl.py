@@ -12,7 +12,6 @@ line; image paths are relative to DATA_ROOT (or ``images=DIR``) and must stay in
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from mmbench.datasets import common as C
@@ -45,11 +44,7 @@ def read_jsonl(path: Path) -> list[dict]:
     for n, line in enumerate(C.read_lines(path, layout=LAYOUT), 1):
         if not line.strip():
             continue
-        try:
-            obj = json.loads(line)
-        except (json.JSONDecodeError, RecursionError) as exc:
-            raise DataError(path, f"line {n} is not valid JSON: {exc}", field=f"line {n}",
-                            expected="one JSON object per line") from None
+        obj = C.loads_json(line, source=path, where=f"line {n}", layout=LAYOUT)
         if not isinstance(obj, dict):
             raise DataError(path, f"line {n} is a {type(obj).__name__}", field=f"line {n}", expected="a JSON object")
         out.append(obj)
@@ -106,7 +101,8 @@ def _grounding(recs, split, root, path, img_dir, missing, fmt):
 
     from mmbench.tasks.grounding import GroundingData, GroundingSample
 
-    samples = []
+    rows = []
+    ids = C.Unique(path, "id", "id")
     for n, r in enumerate(recs, 1):
         where = f"line {n}"
         expr = C.field(r, "expression", str, source=path, where=where)
@@ -126,17 +122,21 @@ def _grounding(recs, split, root, path, img_dir, missing, fmt):
                                 expected="finite pixel [x1, y1, x2, y2] with x2 >= x1, y2 >= y1 (box_format=xywh "
                                          "for [x, y, w, h])")
             xyxy.append([float(v) for v in b])
-        size = None
-        if "width" in r or "height" in r:
-            w = C.field(r, "width", (int, float), source=path, where=where)
-            h = C.field(r, "height", (int, float), source=path, where=where)
-            size = (int(w), int(h))
+        size = C.declared_size(r, source=path, where=where)
         rid = _id(r, n, path)
-        samples.append(GroundingSample(id=rid, image=ImageItem(id=rid, path=_image(r, n, path, img_dir), size=size),
-                                       expression=expr, boxes=np.asarray(xyxy, dtype=np.float64)))
+        ids(rid, where)
+        rows.append((where, rid, expr, xyxy, ImageItem(id=rid, path=_image(r, n, path, img_dir), size=size)))
     notes: list[str] = []
-    drop = C.handle_missing([s.image for s in samples], missing, dataset="jsonl", image_dir=img_dir, notes=notes)
-    samples = [s for k, s in enumerate(samples) if k not in drop]
+    drop = C.handle_missing([row[4] for row in rows], missing, dataset="jsonl", image_dir=img_dir, notes=notes)
+    rows = [row for k, row in enumerate(rows) if k not in drop]
+    C.verify_sizes([row[4] for row in rows], source=path, notes=notes)
+    clipped: list[str] = []
+    samples = []
+    for where, rid, expr, xyxy, item in rows:
+        expr = C.text_value(expr, source=path, where=where, key="expression", what="expression")
+        fitted = [C.fit_box(b, item.size, source=path, where=where, key="boxes", clipped=clipped) for b in xyxy]
+        samples.append(GroundingSample(id=rid, image=item, expression=expr, boxes=np.asarray(fitted, dtype=np.float64)))
+    notes += C.clip_note(clipped, path)
     if not samples:
         raise DataError(path, "no samples left after dropping missing images")
     meta = C.make_meta("jsonl", split, "grounding", protocol=f"boxes-{fmt}", files=[path], data_root=root,
@@ -148,7 +148,7 @@ def _classification(recs, split, root, path, img_dir, missing, classes, text_onl
     from mmbench.tasks.classification import ClassificationData, ClassificationSample
 
     if classes:
-        classes = [c.strip() for c in classes.split(",") if c.strip()]
+        classes = C.class_list([c.strip() for c in classes.split(",")], source=path, key="option classes")
     else:
         labels = set()
         for sp in SPLITS:
@@ -157,12 +157,18 @@ def _classification(recs, split, root, path, img_dir, missing, classes, text_onl
                 if isinstance(r.get("label"), (str, int)) and not isinstance(r.get("label"), bool):
                     labels.add(r["label"])
         if all(isinstance(x, int) for x in labels):
-            classes = [str(i) for i in range(max(labels) + 1)] if labels else []
+            classes = C.int_classes(sorted(labels), source=path, key="label")
         else:
-            classes = sorted(str(x) for x in labels)
+            if len(labels) > C.MAX_CLASSES:
+                raise DataError(path, f"{len(labels)} distinct labels", field="label",
+                                expected=f"at most {C.MAX_CLASSES} classes")
+            classes = sorted({str(x) for x in labels})
+            for c in classes:
+                C.text_value(c, source=path, where=f"label {c!r}", key="label", what="class name")
     if not classes:
         raise MMBenchError(f"{path}: no class names (pass --dataset-option classes=a,b,c)")
     samples = []
+    ids = C.Unique(path, "id", "id")
     for n, r in enumerate(recs, 1):
         where = f"line {n}"
         lab = C.field(r, "label", (str, int), source=path, where=where)
@@ -173,8 +179,9 @@ def _classification(recs, split, root, path, img_dir, missing, classes, text_onl
         if text is not None and not isinstance(text, str):
             raise DataError(path, f"{where}: text is {type(text).__name__}", field="text", expected="a string")
         rid = _id(r, n, path)
+        ids(rid, where, detail=f" (label {lab!r} here)")
         p = None if text_only else _image(r, n, path, img_dir, required=False)
-        if text is None and p is None:
+        if (text is None or not text.strip()) and p is None:
             raise DataError(path, f"{where} has neither text nor image", field="text/image", expected="at least one")
         samples.append(ClassificationSample(id=rid, text=text, image=ImageItem(id=rid, path=p) if p else None,
                                             label=idx))

@@ -73,33 +73,55 @@ def _protocol(dataset: str, split: str, task: str, captions: str, protocol: str 
     return "5-per-image", 1
 
 
+KARPATHY_SPLITS = ("train", "val", "test", "restval")
+
+
 def parse_karpathy(path: Path, *, dataset: str, layout: str) -> list[dict]:
+    """The records of a Karpathy split file, refusing what would silently change the numbers: an
+    unknown split value (a typo drops the image), the same image twice (evaluated twice), a repeated
+    cocoid or sentid, an empty caption."""
     data = C.read_json(path, layout=layout)
     images = C.field(data, "images", list, source=path, where="top level",
                      expected="a list of images (Karpathy split format)")
     out = []
+    files = C.Unique(path, "filename", "image (filepath/filename)")
+    cocoids = C.Unique(path, "cocoid", "cocoid")
+    sentids = C.Unique(path, "sentid", "sentid")
+    splits = []
     for i, im in enumerate(images):
         where = f"images[{i}]"
         fn = C.field(im, "filename", str, source=path, where=where)
         sp = C.field(im, "split", str, source=path, where=where, expected="train, val, test or restval")
+        splits.append((i, sp))
         sents = C.field(im, "sentences", list, source=path, where=where)
         caps = []
         for k, s in enumerate(sents):
             w = f"{where}.sentences[{k}]"
             if isinstance(s, dict) and isinstance(s.get("raw"), str):
-                caps.append(s["raw"].strip())
+                caps.append(C.text_value(s["raw"], source=path, where=w, key="raw", what="caption"))
             elif isinstance(s, dict) and isinstance(s.get("tokens"), list) and all(isinstance(t, str)
                                                                                     for t in s["tokens"]):
-                caps.append(" ".join(s["tokens"]))
+                caps.append(C.text_value(" ".join(s["tokens"]), source=path, where=w, key="tokens", what="caption"))
             else:
                 raise DataError(path, f"{w} has no caption text", field="raw",
                                 expected="a 'raw' string (or a 'tokens' list of strings)")
+            sid = s.get("sentid")
+            if sid is not None:
+                if isinstance(sid, bool) or not isinstance(sid, (int, str)):
+                    raise DataError(path, f"{w}: sentid {C._short(sid)}", field="sentid", expected="an integer")
+                sentids(sid, w)
         fp = im.get("filepath", "")
         if not isinstance(fp, str):
             raise DataError(path, f"{where}: 'filepath' is {type(fp).__name__}", field="filepath", expected="str")
+        files(f"{fp}/{fn}" if fp else fn, where, detail="; it would be evaluated twice")
         cid = im.get("cocoid", None)
-        ident = str(cid) if isinstance(cid, int) and not isinstance(cid, bool) else fn
+        if cid is not None and (isinstance(cid, bool) or not isinstance(cid, int)):
+            raise DataError(path, f"{where}: cocoid {C._short(cid)}", field="cocoid", expected="an integer")
+        if cid is not None:
+            cocoids(cid, where)
+        ident = str(cid) if cid is not None else fn
         out.append({"filename": fn, "filepath": fp, "split": sp, "captions": caps, "id": ident})
+    C.check_split_values(splits, KARPATHY_SPLITS, source=path)
     return out
 
 

@@ -51,17 +51,22 @@ def load(task: str, split: str, data_root=None, *, dataset, annotations, images,
     from mmbench.datasets.coco_captions import parse_images
 
     data = C.read_json(path, layout=LAYOUT)
-    images = parse_images(data, path)
+    images = parse_images(data, path, unique_files=False)  # one entry per expression, same file
     raw_images = data["images"]
     anns = C.field(data, "annotations", list, source=path, where="top level", expected="a list (COCO format)")
     boxes: dict[int, list[list[float]]] = {}
+    ann_where: dict[int, list[str]] = {}
+    ann_ids = C.Unique(path, "id", "annotation id")
     for i, a in enumerate(anns):
         where = f"annotations[{i}]"
         iid = C.field(a, "image_id", int, source=path, where=where)
+        if "id" in a:
+            ann_ids(C.field(a, "id", int, source=path, where=where), where)
         if iid not in images:
             raise DataError(path, f"{where}: image_id {iid} is not in 'images'", field="image_id")
         boxes.setdefault(iid, []).append(C.xywh_box(C.field(a, "bbox", list, source=path, where=where),
                                                     source=path, where=where))
+        ann_where.setdefault(iid, []).append(where)
     rows = []
     for iid, im in images.items():
         where = f"images[{im['index']}]"
@@ -69,8 +74,16 @@ def load(task: str, split: str, data_root=None, *, dataset, annotations, images,
         if iid not in boxes:
             raise DataError(path, f"{where}: expression {iid} has no annotation", field="annotations",
                             expected="one box per expression (MDETR refexp format)")
+        if len(boxes[iid]) > 1:
+            # a refexp has exactly one target (ashkamath/mdetr:scripts/fine-tuning/refexp_coco_format.py writes one
+            # annotation per expression); several would let any box count as a hit
+            raise DataError(path, f"{where}: expression {iid} has {len(boxes[iid])} annotations "
+                                  f"({', '.join(ann_where[iid][:3])})", field="annotations",
+                            expected="exactly one box per expression (MDETR refexp format)")
         orig = raw_images[im["index"]].get("original_id")
         rows.append({"id": str(iid), "image_id": iid, "expression": caption, "boxes": boxes[iid], "source": path,
-                     "image_key": str(orig) if isinstance(orig, int) else im["file_name"]})
+                     "where": where, "text_key": "caption", "box_where": ann_where[iid][0],
+                     "image_key": str(orig) if isinstance(orig, int) and not isinstance(orig, bool)
+                     else im["file_name"]})
     variant = f"{sub}-{SPLIT_BY[sub]}"
     return grounding_data(name, split, root, [path], rows, images, img_dir, missing, variant, variant, path)

@@ -84,13 +84,24 @@ def parse_labels(path: Path, *, multiple: bool) -> tuple[list[tuple[str, int]], 
         raise DataError(path, "missing header", field="line 1", expected="'ID<TAB>text,image'")
     out, dropped = [], {"conflict": 0, "no_majority": 0}
     n_cols = 3 if multiple else 1
+    first: dict[str, tuple[int, str]] = {}
     for n, line in enumerate(lines[1:], 2):
         if not line.strip():
             continue
         cols = line.strip().split("\t")
-        if len(cols) != 1 + n_cols or not cols[0].strip().isdigit():
+        if len(cols) != 1 + n_cols or not (cols[0].strip().isascii() and cols[0].strip().isdigit()) \
+                or len(cols[0].strip()) > 30:
             raise DataError(path, f"line {n} is {C._short(line)}", field=f"line {n}",
-                            expected=f"an id and {n_cols} tab-separated 'text,image' label pair(s)")
+                            expected=f"an id (at most 30 digits) and {n_cols} tab-separated 'text,image' label "
+                                     f"pair(s)")
+        rid = cols[0].strip()
+        if rid in first:
+            prev_n, prev = first[rid]
+            same = "the same labels" if prev == "\t".join(cols[1:]) else f"conflicting labels ({prev!r} vs " \
+                f"{chr(9).join(cols[1:])!r})"
+            raise DataError(path, f"line {n}: duplicate ID {rid} (first at line {prev_n}, {same})", field="ID",
+                            expected="each ID once")
+        first[rid] = (n, "\t".join(cols[1:]))
         pairs = []
         for c in cols[1:]:
             t, comma, i = c.strip().partition(",")
@@ -135,8 +146,12 @@ def _read_text(path: Path, source: Path) -> str:
         raise DataError(path, f"text file of an id listed in {source.name} not found", layout=RAW_LAYOUT) from None
     try:
         return raw.decode("utf-8").strip()
-    except UnicodeDecodeError:  # a few MVSA tweets are not UTF-8
+    except UnicodeDecodeError:  # a few MVSA tweets are not UTF-8: read as latin-1, counted in the notes
+        _LATIN1.append(path.name)
         return raw.decode("latin-1").strip()
+
+
+_LATIN1: list[str] = []
 
 
 def _finish(name, task, split, root, rows, img_dir, text_only, missing, files, protocol, notes, variant=""):
@@ -178,7 +193,11 @@ def read_raw(name: str, task: str, split: str, data_root=None, *, seed, text_onl
              + (f" and {dropped['no_majority']} without annotator majority" if name == "mvsa_multiple" else "")]
     C.size_notes(name, "all", "", {"samples": len(items)}, notes)
     part = stratified_split(items, seed)[split]
+    _LATIN1.clear()
     rows = [(i, _read_text(C.inside(data_dir, f"{i}.txt", source=lab_path, field="ID"), lab_path), lab) for i, lab in part]
+    if _LATIN1:
+        notes.append(f"{len(_LATIN1)} text file(s) are not UTF-8 and were read as latin-1 "
+                     f"(first: {', '.join(_LATIN1[:C.FIRST_N])})")
     protocol = f"stratified-8:1:1-seed{seed}" + ("+text-only" if text_only else "")
     return _finish(name, task, split, root, rows, data_dir, text_only, missing, [lab_path], protocol, notes)
 
@@ -197,7 +216,7 @@ def read_clmlf(name: str, task: str, split: str, data_root=None, *, text_only, m
     data = C.read_json(path, layout=layout(name))
     if not isinstance(data, list):
         raise DataError(path, f"top level is {type(data).__name__}", expected="a list of {id, text, emotion_label}")
-    rows, seen = [], set()
+    rows, seen = [], {}
     for k, r in enumerate(data):
         where = f"[{k}]"
         rid = C.field(r, "id", (str, int), source=path, where=where)
@@ -206,10 +225,13 @@ def read_clmlf(name: str, task: str, split: str, data_root=None, *, text_only, m
         if not 0 <= lab < len(CLASSES):
             raise DataError(path, f"{where}: emotion_label {lab}", field="emotion_label",
                             expected="0 (positive), 1 (neutral) or 2 (negative)")
-        rid = str(rid).strip()
-        if not rid.isdigit() or rid in seen:
-            raise DataError(path, f"{where}: id {rid!r}", field="id", expected="a unique numeric id")
-        seen.add(rid)
+        rid = str(rid).strip() if isinstance(rid, str) or len(str(abs(rid))) <= 30 else "(huge)"
+        if not (rid.isascii() and rid.isdigit()) or len(rid) > 30:
+            raise DataError(path, f"{where}: id {C._short(rid)}", field="id", expected="a numeric id (at most 30 digits)")
+        if rid in seen:
+            raise DataError(path, f"{where}: duplicate id {rid} (first at [{seen[rid][0]}], label "
+                                  f"{seen[rid][1]} there, {lab} here)", field="id", expected="each id once")
+        seen[rid] = (k, lab)
         rows.append((rid, text, lab))
     img_dir = None
     if not text_only:

@@ -68,8 +68,22 @@ def load_features(path: Path, *, name: str):
                         expected="a float (N, regions, dim) .npy") from None
     if not isinstance(feats, np.ndarray) or feats.ndim not in (2, 3) or not np.issubdtype(feats.dtype, np.floating):
         raise DataError(path, f"array of shape {getattr(feats, 'shape', '?')} dtype {getattr(feats, 'dtype', '?')}",
-                        expected="float (N, regions, dim) or (N, dim)")
+                        field="shape/dtype", expected="float (N, regions, dim) or (N, dim)")
+    if feats.shape[0] == 0 or any(d == 0 for d in feats.shape[1:]):
+        raise DataError(path, f"empty feature array of shape {feats.shape}", field="shape",
+                        expected="float (N, regions, dim) with N, regions, dim > 0")
     return feats
+
+
+def check_finite(feats, path: Path, notes: list[str], *, limit: int | None = None) -> None:
+    """NaN / inf rows are the file's fault, not the model's: refuse them naming the file. Files larger
+    than ``limit`` bytes (COCO train: tens of GB) are left to ``mmbench datasets check``, with a note."""
+    limit = C.SCAN_BYTES if limit is None else limit
+    if feats.nbytes > limit:
+        notes.append(f"{path.name} ({feats.nbytes / 2**30:.1f} GiB) was not scanned for NaN/inf at load; "
+                     f"run `mmbench datasets check` once")
+        return
+    C.scan_finite(feats, source=path, what="feature rows")
 
 
 def check_vocab(path: Path) -> None:
@@ -93,6 +107,11 @@ def read(name: str, task: str, split: str, data_root=None, *, dev_cut, features,
     captions = [c.strip() for c in C.read_lines(caps_path, layout=layout(name))]
     notes: list[str] = []
     feats = load_features(feat_path, name=name)
+    check_finite(feats, feat_path, notes)
+    for k, c in enumerate(captions):
+        if not c:
+            raise DataError(caps_path, f"line {k + 1} is an empty caption", field=f"line {k + 1}",
+                            expected="one non-empty caption per line")
     n_rows, n_caps = feats.shape[0], len(captions)
     # kuanghuei/SCAN:data.py: im_div = 5 when the image rows are fewer than the captions
     if n_rows == n_caps:
@@ -115,6 +134,9 @@ def read(name: str, task: str, split: str, data_root=None, *, dev_cut, features,
         ids = [ln.strip() for ln in C.read_lines(ids_path) if ln.strip()]
         if len(ids) != n_rows:
             raise DataError(ids_path, f"{len(ids)} ids for {n_rows} feature rows", expected="one id per feature row")
+        seen = C.Unique(ids_path, "id", "image id")
+        for k in range(0, n_rows, row_step):  # one id per image (rows 5 i when rows are per caption)
+            seen(ids[k], f"line {k + 1}", detail="; the image would be evaluated twice")
         files.append(ids_path)
     for vp in (root / "vocab" / f"{name}_vocab.json", root / f"{name}_vocab.json", folder / f"{name}_vocab.json"):
         if vp.is_file():

@@ -61,9 +61,11 @@ def parse_instances(path: Path):
     images = parse_images(data, path)
     anns = C.field(data, "annotations", list, source=path, where="top level", expected="a list (COCO format)")
     boxes: dict[int, tuple[int, list[float]]] = {}
+    ann_ids = C.Unique(path, "id", "annotation id")
     for i, a in enumerate(anns):
         where = f"annotations[{i}]"
         aid = C.field(a, "id", int, source=path, where=where)
+        ann_ids(aid, where)
         iid = C.field(a, "image_id", int, source=path, where=where)
         boxes[aid] = (iid, C.xywh_box(C.field(a, "bbox", list, source=path, where=where), source=path, where=where))
     return images, boxes
@@ -74,22 +76,31 @@ def parse_refs(path: Path) -> list[dict]:
     if not isinstance(refs, list):
         raise DataError(path, f"pickle holds {type(refs).__name__}", expected="a list of refs (refer format)")
     out = []
+    ref_ids = C.Unique(path, "ref_id", "ref_id")
+    sent_ids = C.Unique(path, "sent_id", "sent_id")
     for i, r in enumerate(refs):
         where = f"refs[{i}]"
         ref = {k: C.field(r, k, int, source=path, where=where) for k in ("ref_id", "ann_id", "image_id")}
+        for k in ("ref_id", "ann_id", "image_id"):
+            if not -2**63 <= ref[k] < 2**63:
+                raise DataError(path, f"{where}: {k} is an integer of {ref[k].bit_length()} bits", field=k,
+                                expected="a 64-bit integer id")
+        ref_ids(ref["ref_id"], where)
         ref["split"] = C.field(r, "split", str, source=path, where=where)
         sents = C.field(r, "sentences", list, source=path, where=where)
         ref["sentences"] = []
         for k, s in enumerate(sents):
             w = f"{where}.sentences[{k}]"
             sid = C.field(s, "sent_id", int, source=path, where=w)
+            sent_ids(sid, w)
             sent = s.get("sent") if isinstance(s, dict) else None
             raw = s.get("raw") if isinstance(s, dict) else None
             if not isinstance(sent, str) and not isinstance(raw, str):
                 raise DataError(path, f"{w} has no expression text", field="sent", expected="a 'sent' or 'raw' string")
             ref["sentences"].append({"sent_id": sid, "sent": sent if isinstance(sent, str) else raw,
-                                     "raw": raw if isinstance(raw, str) else sent})
+                                     "raw": raw if isinstance(raw, str) else sent, "where": w})
         out.append(ref)
+    C.check_split_values([(i, r["split"]) for i, r in enumerate(out)], ALL_SPLITS, source=path, where="refs")
     return out
 
 
@@ -108,13 +119,30 @@ def grounding_data(dataset: str, split: str, root: Path, files: list[Path], rows
         if key not in items:
             items[key] = ImageItem(id=r.get("image_key", str(r["image_id"])), size=im["size"],
                                    path=C.inside(img_dir, key, source=r.get("source", source), field="file_name"))
+        elif items[key].size != im["size"]:
+            raise DataError(r.get("source", source), f"{r.get('where', r['id'])}: image {key} is declared "
+                                                     f"{_wh(im['size'])} here and {_wh(items[key].size)} before",
+                            field="width/height", expected="one size per image file")
     order = list(items)
     drop = C.handle_missing([items[k] for k in order], missing, dataset=dataset, image_dir=img_dir, notes=notes)
     dropped = {order[k] for k in drop}
-    samples = [GroundingSample(id=r["id"], image=items[images[r["image_id"]]["file_name"]],
-                               expression=r["expression"],
-                               boxes=np.asarray(r["boxes"], dtype=np.float64).reshape(-1, 4))
-               for r in rows if images[r["image_id"]]["file_name"] not in dropped]
+    C.verify_sizes([items[k] for k in order if k not in dropped], source=source, notes=notes)
+    ids = C.Unique(source, "id", "sample id")
+    clipped: list[str] = []
+    samples = []
+    for r in rows:
+        key = images[r["image_id"]]["file_name"]
+        if key in dropped:
+            continue
+        src, where = r.get("source", source), r.get("where", f"sample {r['id']}")
+        ids(r["id"], where)
+        expr = C.text_value(r["expression"], source=src, where=where, key=r.get("text_key", "expression"),
+                            what="expression")
+        boxes = [C.fit_box(b, items[key].size, source=r.get("box_source", src), where=r.get("box_where", where),
+                           key="bbox", clipped=clipped) for b in r["boxes"]]
+        samples.append(GroundingSample(id=r["id"], image=items[key], expression=expr,
+                                       boxes=np.asarray(boxes, dtype=np.float64).reshape(-1, 4)))
+    notes += C.clip_note(clipped, source)
     if not samples:
         raise DataError(source, f"split {split!r} has no expressions" + (" left" if dropped else ""),
                         expected="at least one expression")
@@ -122,6 +150,10 @@ def grounding_data(dataset: str, split: str, root: Path, files: list[Path], rows
     meta = C.make_meta(dataset, split, "grounding", protocol=protocol, files=files, data_root=root,
                        image_ids=[s.id for s in samples], forms=("image_file", "image"), notes=notes)
     return GroundingData(samples=samples, meta=meta)
+
+
+def _wh(size) -> str:
+    return "no size" if size is None else f"{size[0]}x{size[1]}"
 
 
 def load(name: str, task: str, split: str, data_root=None, **options):
@@ -152,10 +184,16 @@ def read(name: str, task: str, split: str, data_root=None, *, split_by, text, im
                             expected="an annotation id of instances.json")
         if r["image_id"] not in images:
             raise DataError(refs_path, f"refs[{i}]: image_id {r['image_id']} is not in {inst.name}", field="image_id")
-        box = boxes[r["ann_id"]][1]
+        ann_image, box = boxes[r["ann_id"]]
+        if ann_image != r["image_id"]:  # the box would be scored on the wrong image
+            raise DataError(refs_path, f"refs[{i}]: ann_id {r['ann_id']} belongs to image {ann_image} in "
+                                       f"{inst.name}, but the ref names image {r['image_id']}", field="ann_id",
+                            expected="an annotation of the ref's own image_id")
         for s in r["sentences"]:
             rows.append({"id": f"{r['ref_id']}:{s['sent_id']}", "image_id": r["image_id"],
-                         "expression": s[text], "boxes": [box], "source": refs_path})
+                         "expression": s[text], "boxes": [box], "source": refs_path, "where": s["where"],
+                         "text_key": text, "box_source": inst,
+                         "box_where": f"annotation id {r['ann_id']} (of {s['where']} in {refs_path.name})"})
     if not rows:
         raise MMBenchError(f"{refs_path}: no ref has split {split!r} "
                            f"(splits present: {', '.join(sorted({r['split'] for r in refs})) or 'none'})")

@@ -37,9 +37,22 @@ class CaptioningData:
     def __post_init__(self):
         if len(self.images) != len(self.references):
             raise DataError(None, f"{len(self.images)} images but {len(self.references)} reference lists")
+        from mmbench.datasets.common import data_where, first_duplicate
+
+        where = data_where(self.meta)
         empty = [im.id for im, r in zip(self.images, self.references) if not r]
         if empty:
-            raise DataError(None, f"{len(empty)} image(s) have no reference caption (first: {empty[:5]})")
+            raise DataError(where, f"{len(empty)} image(s) have no reference caption (first: {empty[:5]})",
+                            field="references", expected="at least one reference caption per image")
+        dup = first_duplicate(im.id for im in self.images)
+        if dup is not None:
+            raise DataError(where, f"image id {dup!r} appears twice (it would be evaluated twice)", field="images.id",
+                            expected="unique image ids")
+        for im, refs in zip(self.images, self.references):
+            bad = [r for r in refs if not isinstance(r, str) or not r.strip()]
+            if bad:
+                raise DataError(where, f"image {im.id!r} has an empty or non-string reference {bad[0]!r}",
+                                field="references", expected="non-empty reference captions")
 
 
 @runtime_checkable

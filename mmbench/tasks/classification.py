@@ -55,6 +55,22 @@ class ClassificationData:
     unlabelled: list[ClassificationSample] = field(default_factory=list)
 
     def __post_init__(self):
+        from mmbench.datasets.common import data_where, first_duplicate
+
+        where = data_where(self.meta)
+        if isinstance(self.classes, str) or not all(isinstance(c, str) and c.strip() for c in self.classes):
+            raise DataError(where, f"class names {self.classes!r:.80}", field="classes",
+                            expected="a list of non-empty class-name strings")
+        dup = first_duplicate(self.classes)
+        if dup is not None:
+            raise DataError(where, f"class name {dup!r} appears twice", field="classes", expected="distinct class names")
+        dup = first_duplicate(s.id for s in list(self.samples) + list(self.unlabelled))
+        if dup is not None:
+            raise DataError(where, f"sample id {dup!r} appears twice", field="samples.id", expected="unique sample ids")
+        for s in list(self.samples) + list(self.unlabelled):
+            if (s.text is None or (isinstance(s.text, str) and not s.text.strip())) and s.image is None:
+                raise DataError(where, f"sample {s.id!r} has neither text nor image", field="text/image",
+                                expected="a non-empty text or an image")
         n = len(self.classes)
         for s in self.samples:
             if s.label is None or not (0 <= int(s.label) < n):

@@ -57,10 +57,32 @@ class GroundingData:
     meta: DatasetMeta
 
     def __post_init__(self):
+        from mmbench.datasets.common import data_where, first_duplicate
+
+        where = data_where(self.meta)
+        dup = first_duplicate(s.id for s in self.samples)
+        if dup is not None:
+            raise DataError(where, f"sample id {dup!r} appears twice", field="samples.id", expected="unique sample ids")
         for s in self.samples:
-            b = np.asarray(s.boxes, dtype=np.float64).reshape(-1, 4)
+            try:
+                b = np.asarray(s.boxes, dtype=np.float64).reshape(-1, 4)
+            except (TypeError, ValueError):
+                raise DataError(where, f"sample {s.id!r}: boxes {s.boxes!r:.60}", field="boxes",
+                                expected="(G, 4) pixel xyxy numbers") from None
             if b.shape[0] == 0:
-                raise DataError(None, f"sample {s.id!r} has no ground-truth box", field="boxes")
+                raise DataError(where, f"sample {s.id!r} has no ground-truth box", field="boxes",
+                                expected="at least one box")
+            if not np.isfinite(b).all() or (b[:, 2] <= b[:, 0]).any() or (b[:, 3] <= b[:, 1]).any():
+                raise DataError(where, f"sample {s.id!r} has an impossible ground-truth box {b.tolist()!r:.80}",
+                                field="boxes", expected="finite xyxy boxes with x2 > x1, y2 > y1")
+            size = s.image.size
+            if size is not None and (b[:, :2] < -2).any() | (b[:, 2] > size[0] + 2).any() | (b[:, 3] > size[1] + 2).any():
+                raise DataError(where, f"sample {s.id!r}: ground-truth box {b.tolist()!r:.80} lies outside the "
+                                       f"{size[0]}x{size[1]} image", field="boxes",
+                                expected="boxes inside the image (pixel xyxy)")
+            if not isinstance(s.expression, str) or not s.expression.strip():
+                raise DataError(where, f"sample {s.id!r} has an empty expression {s.expression!r}", field="expression",
+                                expected="non-empty expression text")
             s.boxes = b
 
 

@@ -69,7 +69,18 @@ class RetrievalData:
     folds: int = 1
 
     def __post_init__(self):
+        from mmbench.datasets.common import data_where, first_duplicate
+
         self.text_image = check_text_image(self.text_image, len(self.images), len(self.texts))
+        where = data_where(self.meta)
+        dup = first_duplicate(im.id for im in self.images)
+        if dup is not None:
+            raise DataError(where, f"image id {dup!r} appears twice (it would be evaluated twice)", field="images.id",
+                            expected="unique image ids")
+        bad = [j for j, t in enumerate(self.texts) if not isinstance(t, str) or not t.strip()]
+        if bad:
+            raise DataError(where, f"{len(bad)} empty or non-string caption(s) (first: text {bad[0]} = "
+                                   f"{self.texts[bad[0]]!r})", field="texts", expected="non-empty caption text")
 
     @property
     def image_ids(self) -> list[str]:
