@@ -180,7 +180,9 @@ class OptionSet(dict):
 
     def __init__(self, declared: Iterable[Option] = (), *, typed: bool = True):
         declared = tuple(declared)
-        super().__init__((o.name, o.help) for o in declared)
+        # listings read name -> help; a typed option's help says its type's default too
+        super().__init__((o.name, o.help if not typed or o.default is None or "default" in o.help
+                          else f"{o.help} (default {o.default!r})") for o in declared)
         self.declared = declared
         self.typed = typed
 

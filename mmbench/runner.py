@@ -165,6 +165,7 @@ def preflight(mspec: ModelSpec, dspec: DatasetSpec, cfg: EvalConfig, registry: R
                            skip=("task", "split", "data_root"))
     _check_option_keys(set(cfg.options) - {"seed"}, mspec.options, _factory(mspec.factory, f"plugin {mspec.name!r}"),
                        what=f"plugin {mspec.name!r}", flag="--option (-o)")
+    mspec.parse_options(cfg.options)  # typed model options: a bad value is a usage error before any run
     return get_kind(mspec.task, registry).parse_options(cfg.task_options)
 
 
@@ -200,10 +201,10 @@ def seed_everything(seed: int) -> None:
 def build_model(mspec: ModelSpec, options: dict[str, str], seed: int) -> Any:
     """Build the model with the run's seed: the factory gets ``seed`` when it takes one (an explicit
     ``-o seed=`` wins), and the global RNGs are seeded right before it runs."""
-    opts = dict(options)
+    opts = mspec.parse_options(dict(options))
     named, _ = _signature_keys(_factory(mspec.factory, f"plugin {mspec.name!r}"))
     if "seed" not in opts and ("seed" in named or "seed" in mspec.options):
-        opts["seed"] = str(seed)
+        opts = mspec.parse_options({**opts, "seed": str(seed)})
     seed_everything(seed)
     return _call_plugin(mspec.name, "its factory", mspec.build, **opts)
 

@@ -42,7 +42,9 @@ class ModelSpec:
     """A model a plugin offers.
 
     ``factory`` builds the model: ``factory(**options) -> model object`` where options
-    come from ``--option key=value`` (strings; the factory converts them).
+    come from ``--option key=value``. ``options`` declares them: a tuple of
+    :class:`mmbench.options.Option` (typed: values are checked before any run starts and reach the
+    factory converted) or the legacy dict name -> help (strings; the factory converts them).
     """
 
     name: str
@@ -51,7 +53,7 @@ class ModelSpec:
     accepts: tuple[str, ...] = ("image",)
     description: str = ""
     version: str = "0"
-    options: dict[str, str] = field(default_factory=dict)  # option -> help text
+    options: OptionSet | tuple[Option, ...] | dict[str, str] = field(default_factory=dict)
     published: tuple[PublishedNumber, ...] = ()
     plugin: str = ""  # filled in by the plugin manager: the distribution / module providing it
 
@@ -62,6 +64,18 @@ class ModelSpec:
         bad = [f for f in self.accepts if f not in INPUT_FORMS]
         if bad:
             raise PluginError(f"model {self.name!r}: unknown input form(s) {bad}; known: {', '.join(INPUT_FORMS)}")
+        object.__setattr__(self, "options", OptionSet.of(self.options, what=f"model {self.name!r}"))
+
+    def parse_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """The given ``--option`` values, typed by their declared Options (UsageError naming a bad value).
+        Undeclared keys and a legacy spec's options pass as given: the factory converts them."""
+        out = dict(options)
+        if self.options.typed:
+            for k, v in options.items():
+                opt = self.options.option(k)
+                if opt is not None:
+                    out[k] = opt.parse(v, where=f"option {k!r} of plugin {self.name!r}")
+        return out
 
     def build(self, **options: Any) -> Any:
         return resolve(self.factory, what=f"model {self.name!r}")(**options)

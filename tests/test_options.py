@@ -109,7 +109,8 @@ def test_task_option_is_an_option():
 
 def test_spec_options_typed_or_legacy_dict():
     typed = DatasetSpec(name="t", tasks=("retrieval",), factory=dict, options=(Option("n", int, 1, "count"),))
-    assert typed.options == {"n": "count"} and typed.options.typed and typed.options.option("n").type is int
+    # listings read name -> help; a typed option's help says its default
+    assert typed.options == {"n": "count (default 1)"} and typed.options.typed and typed.options.option("n").type is int
     legacy = DatasetSpec(name="l", tasks=("retrieval",), factory=dict, options={"n": "count"})
     assert legacy.options == {"n": "count"} and not legacy.options.typed
     assert legacy.parse_options({"n": "x", "other": "y"}) == {"n": "x", "other": "y"}  # the factory validates
@@ -206,3 +207,19 @@ def test_cli_option_mistakes_exit_2_without_a_record(tmp_path, args, needle):
     assert res.exit_code == 2, res.output
     assert needle in out and "Traceback" not in out and "raised TypeError" not in out
     assert not list(tmp_path.rglob("*.json"))
+
+
+def test_model_options_typed_are_checked_before_the_factory_runs():
+    from mmbench.errors import UsageError
+    from mmbench.specs import ModelSpec
+
+    calls = []
+    spec = ModelSpec(name="m", task="retrieval", factory=lambda **kw: calls.append(kw),
+                     options=(Option("dim", int, 16, "directions", low=0), Option("fast", bool, False, "go fast")))
+    assert spec.options == {"dim": "directions (default 16)", "fast": "go fast (default False)"}
+    assert spec.parse_options({"dim": "8", "fast": "yes", "other": "x"}) == {"dim": 8, "fast": True, "other": "x"}
+    with pytest.raises(UsageError, match=r"option 'dim' of plugin 'm': 'abc' is not an integer >= 1"):
+        spec.parse_options({"dim": "abc"})
+    legacy = ModelSpec(name="l", task="retrieval", factory=dict, options={"dim": "directions"})
+    assert legacy.parse_options({"dim": "abc"}) == {"dim": "abc"}  # the factory converts a legacy option
+    assert not calls
