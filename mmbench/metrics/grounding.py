@@ -85,8 +85,9 @@ def grounding_metrics(preds: list, gts: list, *, threshold: float = 0.5, convent
     """Acc@IoU (top-1) and Precision@K over samples.
 
     ``preds[i]``: (K_i, 4) ranked xyxy pixel boxes; ``gts[i]``: (G_i, 4) xyxy ground truth
-    (a hit on any of them counts). Impossible predicted boxes are failures, counted in
-    ``invalid`` with reasons; a sample with no valid box at rank <= K misses at K.
+    (a hit on any of them counts). Impossible predicted boxes (non-finite, negative size, and except
+    under ``giou`` more than 5% outside the image) are failures, counted in ``invalid`` with reasons;
+    a sample with no valid box at rank <= K misses at K.
     """
     n = len(preds)
     hits = np.zeros((n, max(ks)), dtype=bool)
@@ -98,7 +99,10 @@ def grounding_metrics(preds: list, gts: list, *, threshold: float = 0.5, convent
             invalid += 1
             reasons["no box returned"] = reasons.get("no box returned", 0) + 1
             continue
-        probs = box_problems(p[:max(ks)], None if sizes is None else sizes[i])
+        # under giou a box outside the image is scored as it is: MDETR's RefExpEvaluator ranks and scores the
+        # unclamped boxes (ashkamath/mdetr:datasets/refexp.py, generalized_box_iou only asserts x1 >= x0)
+        size = None if sizes is None or convention == "giou" else sizes[i]
+        probs = box_problems(p[:max(ks)], size)
         if probs[0]:
             invalid += 1
             reasons[probs[0]] = reasons.get(probs[0], 0) + 1
