@@ -120,7 +120,12 @@ def environment() -> dict[str, Any]:
     try:
         import torch
 
-        env["device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+        if torch.cuda.is_available():
+            # the name needs a CUDA context: only ask where the run made one, so the parent of isolated
+            # runs never initialises CUDA (a forked child could not use it then)
+            env["device"] = torch.cuda.get_device_name(0) if torch.cuda.is_initialized() else "cuda (unused)"
+        else:
+            env["device"] = "cpu"
     except Exception:  # pragma: no cover
         env["device"] = "cpu"
     return env

@@ -573,7 +573,10 @@ def _isolated_child(conn, p, d, cfg, reg, task_options) -> None:  # pragma: no c
 
 def run_isolated(p: str, d: str, cfg: EvalConfig, reg: Registry, task_options: dict) -> records.RunRecord:
     """One run in a forked child process: a plugin that calls ``os._exit``, crashes the interpreter or hangs
-    past ``cfg.timeout`` seconds ends as a failed run of its own, and the other runs go on."""
+    past ``cfg.timeout`` seconds ends as a failed run of its own, and the other runs go on.
+
+    The child is forked, so the calling process must not have initialised CUDA itself (mmbench's own
+    parent side never does: models are built and run in the child)."""
     import multiprocessing as mp
 
     ctx = mp.get_context("fork")
