@@ -193,10 +193,6 @@ def _inputs_only(call, what: str) -> None:
         pass
 
 
-def _chunks(items: list, size: int) -> list[list]:
-    return [list(items[i:i + size]) for i in range(0, len(items), size)]
-
-
 def _check_metrics(metrics: dict) -> None:
     assert metrics, "evaluate() produced no metrics"
     bad = {k: v for k, v in metrics.items() if not (isinstance(v, (int, float)) and math.isfinite(v))}

@@ -396,10 +396,6 @@ def retrieval_metrics_from_tiles(score_tile, image_starts, text_starts, text_ima
 
 # --------------------------------------------------------------------------- the task kind
 
-def _chunks(items: list, size: int) -> list[list]:
-    return [list(items[i:i + size]) for i in range(0, len(items), size)]
-
-
 class Retrieval(TaskKind):
     """Image<->text retrieval: Recall@K, medr, meanr both ways and rsum (SCAN/SGRAF/VSE++ protocol)."""
 
@@ -447,7 +443,7 @@ class Retrieval(TaskKind):
         pos_b = {s: i for i, s in enumerate(img_ids_b)}
         ia = [i for i, s in enumerate(img_ids_a) if s in pos_b]
         ib = [pos_b[img_ids_a[i]] for i in ia]
-        img_a, img_b = _caption_images(ps_a, na), _caption_images(ps_b, nb)
+        img_a, img_b = _caption_images(ps_a), _caption_images(ps_b)
         tid_a = [str(x) for x in ids_a.get("caption") or range(len(img_a))]
         tid_b = [str(x) for x in ids_b.get("caption") or range(len(img_b))]
         if len(tid_a) != len(img_a) or len(tid_b) != len(img_b):
@@ -533,16 +529,14 @@ class Retrieval(TaskKind):
         kit.check_evaluate(self, model, data)
 
 
-def _caption_images(ps: dict, n_img: int) -> list[int]:
-    if "t2i_image" in ps:
-        return [int(x) for x in ps["t2i_image"]]
-    n_txt = len(ps["t2i_rank"])
-    if n_img and n_txt % n_img == 0:
-        per = n_txt // n_img
-        return [j // per for j in range(n_txt)]
+def _caption_images(ps: dict) -> list[int]:
+    """Each caption's image index (the record's ``t2i_image``, or the 5-per-image layout of older records)."""
     from mmbench.errors import MismatchError
 
-    raise MismatchError(f"retrieval record has {n_img} images and {n_txt} captions but no 't2i_image' index")
+    try:
+        return M.unit_stats(ps)[1].ti.tolist()
+    except MMBenchError as exc:
+        raise MismatchError(str(exc)) from None
 
 
 KIND = Retrieval()

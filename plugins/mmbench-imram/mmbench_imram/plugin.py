@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mmbench import hookimpl
-from mmbench.specs import ModelSpec, PublishedNumber
+from mmbench.specs import ModelSpec
 
 from mmbench_imram import __version__
 
@@ -11,24 +11,16 @@ _SRC = ("Chen et al., IMRAM: Iterative Matching with Recurrent Attention Memory 
         "Retrieval, CVPR 2020 (arXiv 2003.03772), results tables, full IMRAM (model_mode=full_IMRAM)")
 
 
-def _published() -> tuple[PublishedNumber, ...]:
-    rows = (
-        ("f30k_precomp", "test", "flickr30k-1k", (74.1, 93.0, 96.6), (53.9, 79.4, 87.2)),
-        ("coco_precomp", "testall", "coco-1k-5fold", (76.7, 95.6, 98.5), (61.7, 89.1, 95.0)),
-        ("coco_precomp", "testall", "coco-5k", (53.7, 83.2, 91.0), (39.7, 69.1, 79.8)),
-    )
-    out = []
-    for dataset, split, protocol, i2t, t2i in rows:
-        for direction, values in (("i2t", i2t), ("t2i", t2i)):
-            for k, v in zip((1, 5, 10), values):
-                out.append(PublishedNumber(dataset=dataset, metric=f"{direction}.R@{k}", value=v, protocol=protocol,
-                                           split=split, tolerance=0.5, source=_SRC))
-    return tuple(out)
+_ROWS = (
+    ("f30k_precomp", "test", "flickr30k-1k", (74.1, 93.0, 96.6), (53.9, 79.4, 87.2)),
+    ("coco_precomp", "testall", "coco-1k-5fold", (76.7, 95.6, 98.5), (61.7, 89.1, 95.0)),
+    ("coco_precomp", "testall", "coco-5k", (53.7, 83.2, 91.0), (39.7, 69.1, 79.8)),
+)
 
 
 @hookimpl
 def mmbench_models():
-    from mmbench_vse.wrapper import loader_options
+    from mmbench_vse.wrapper import loader_options, recall_numbers
 
     return [ModelSpec(
         name="imram",
@@ -50,5 +42,5 @@ def mmbench_models():
             "lambda_softmax": "override opt.lambda_softmax (attention temperature)",
             "raw_feature_norm": "override opt.raw_feature_norm: clipped_l2norm | l2norm | softmax | clipped | no_norm",
         },
-        published=_published(),
+        published=recall_numbers(_ROWS, _SRC),
     )]

@@ -3,32 +3,24 @@
 from __future__ import annotations
 
 from mmbench import hookimpl
-from mmbench.specs import ModelSpec, PublishedNumber
+from mmbench.specs import ModelSpec
 
 from mmbench_sgraf import __version__
 
 _SRC = "Paranioar/SGRAF README"
 
 
-def _published() -> tuple[PublishedNumber, ...]:
-    # SGRAF README results table (SGR+SAF ensemble, i.e. checkpoint + checkpoint2), PROTOCOLS.md section 1.
-    rows = (
-        ("f30k_precomp", "test", "flickr30k-1k", (78.4, 94.6, 97.5), (58.2, 83.0, 89.1)),
-        ("coco_precomp", "testall", "coco-1k-5fold", (79.2, 96.5, 98.6), (63.5, 90.2, 95.8)),
-        ("coco_precomp", "testall", "coco-5k", (58.8, 84.8, 92.1), (41.6, 70.9, 81.5)),
-    )
-    out = []
-    for dataset, split, protocol, i2t, t2i in rows:
-        for direction, values in (("i2t", i2t), ("t2i", t2i)):
-            for k, v in zip((1, 5, 10), values):
-                out.append(PublishedNumber(dataset=dataset, metric=f"{direction}.R@{k}", value=v, protocol=protocol,
-                                           split=split, tolerance=0.5, source=_SRC))
-    return tuple(out)
+# SGRAF README results table (SGR+SAF ensemble, i.e. checkpoint + checkpoint2), PROTOCOLS.md section 1.
+_ROWS = (
+    ("f30k_precomp", "test", "flickr30k-1k", (78.4, 94.6, 97.5), (58.2, 83.0, 89.1)),
+    ("coco_precomp", "testall", "coco-1k-5fold", (79.2, 96.5, 98.6), (63.5, 90.2, 95.8)),
+    ("coco_precomp", "testall", "coco-5k", (58.8, 84.8, 92.1), (41.6, 70.9, 81.5)),
+)
 
 
 @hookimpl
 def mmbench_models():
-    from mmbench_vse.wrapper import loader_options
+    from mmbench_vse.wrapper import loader_options, recall_numbers
 
     return [ModelSpec(
         name="sgraf",
@@ -45,5 +37,5 @@ def mmbench_models():
                            "both, as SGRAF's ensemble evaluation does",
             **loader_options(batch_size="images / captions per block (default 64)"),
         },
-        published=_published(),
+        published=recall_numbers(_ROWS, _SRC),
     )]

@@ -108,3 +108,17 @@ def stack_regions(images, img_dim: int, *, plugin: str, n_regions: int | None = 
         raise DataError(None, "images in one batch have different region counts", field="regions",
                         expected="the same number of regions for every image")
     return np.stack(out) if out else np.zeros((0, n_regions or 0, img_dim), np.float32)
+
+
+def recall_numbers(rows, source: str, tolerance: float = 0.5) -> tuple:
+    """Published R@1/5/10 as ``PublishedNumber``s from a paper's results table.
+
+    ``rows``: ``(dataset, split, protocol, (i2t R@1, R@5, R@10), (t2i R@1, R@5, R@10))`` per line.
+    """
+    from mmbench.specs import PublishedNumber
+
+    return tuple(PublishedNumber(dataset=dataset, metric=f"{direction}.R@{k}", value=v, protocol=protocol,
+                                 split=split, tolerance=tolerance, source=source)
+                 for dataset, split, protocol, i2t, t2i in rows
+                 for direction, values in (("i2t", i2t), ("t2i", t2i))
+                 for k, v in zip((1, 5, 10), values))
