@@ -61,6 +61,25 @@ def eval_cmd(
              "the interpreter or hangs ends as a failed run and the other runs go on (default on)."),
     timeout: Optional[float] = typer.Option(
         None, "--timeout", help="Stop a run after this many seconds: a failed run, recorded (default: no limit)."),
+    executor: str = typer.Option(
+        "local", "--executor",
+        help="Who computes the shards: local (this process), torch (every rank of a torchrun job; gloo on CPU, "
+             "nccl on GPUs) or ray (Ray actors, --workers of them). Same record either way (docs/scale.md)."),
+    workers: int = typer.Option(2, "--workers", help="Ray workers (--executor ray)."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address",
+                                              help="An existing Ray cluster (default: start a local instance)."),
+    gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker",
+                                          help="GPUs each Ray worker reserves (--executor ray; e.g. 1)."),
+    dist_backend: str = typer.Option("auto", "--dist-backend", help="torch executor backend: auto, gloo or nccl."),
+    cache: Optional[Path] = typer.Option(
+        None, "--cache", envvar="MMBENCH_CACHE",
+        help="Content-addressed cache of finished shards (embeddings, scores, outputs): a repeated or killed "
+             "run started again with the same command redoes only what is missing. `mmbench cache ls|prune`."),
+    shard_size: Optional[int] = typer.Option(
+        None, "--shard-size", help="Items per shard, rounded up to whole batches (default: about 16 shards)."),
+    limit: Optional[int] = typer.Option(
+        None, "--limit", help="Only the first N units (images or samples) of every split: a quick smoke run "
+                              "(recorded; its fingerprint differs from the full split's)."),
 ):
     """Evaluate plugin(s) on dataset(s); write one run record per run and print a leaderboard.
 
@@ -79,6 +98,7 @@ def eval_cmd(
     split unless --allow-overlap is given.
     """
     from mmbench import records
+    from mmbench.errors import UsageError
     from mmbench.runner import EvalConfig, run_many
 
     with user_errors():
@@ -86,11 +106,35 @@ def eval_cmd(
                          options=parse_options(option), dataset_options=parse_options(dataset_option, "--dataset-option"),
                          task_options=parse_options(task_option, "--task-option"),
                          batch_size=batch_size, seed=seed, bootstrap=bootstrap, show_progress=not no_progress,
-                         allow_overlap=allow_overlap, isolate=isolate, timeout=timeout)
+                         allow_overlap=allow_overlap, isolate=isolate, timeout=timeout,
+                         executor=executor, workers=workers, ray_address=ray_address, dist_backend=dist_backend,
+                         gpus_per_worker=gpus_per_worker,
+                         cache=str(cache) if cache else None, shard_size=shard_size, limit=limit)
+        if limit is not None and limit < 1:
+            raise UsageError(f"--limit {limit}: expected at least 1 unit")
         if timeout is not None and not timeout > 0:
-            from mmbench.errors import UsageError
-
             raise UsageError(f"--timeout {timeout:g}: a run needs more than 0 seconds")
+        from mmbench.execution.executors import EXECUTORS
+
+        if executor not in EXECUTORS:
+            raise UsageError(f"--executor {executor!r}: expected one of {', '.join(EXECUTORS)}")
+        if shard_size is not None and shard_size < 1:
+            raise UsageError(f"--shard-size {shard_size}: a shard needs at least 1 item")
+        if workers < 1:
+            raise UsageError(f"--workers {workers}: need at least 1")
+        main_rank = True
+        if executor == "torch":
+            if timeout is not None:
+                raise UsageError("--timeout needs isolated runs, which --executor torch does not use (every rank "
+                                 "runs in the process torchrun started); drop --timeout")
+            cfg.isolate = False  # the ranks' process group lives in this process
+            import os
+
+            main_rank = os.environ.get("RANK", "0") == "0"
+        if cache:
+            from mmbench.execution.cache import Cache
+
+            Cache(cache)  # a --cache that is a file is refused before any run
         records.check_writable(out)  # an --out that is a file or read-only is found before any run
         reg = _registry()
         for p in plugin:  # unknown names fail before any run starts
@@ -118,6 +162,8 @@ def eval_cmd(
                                       highlight=False)
 
         recs = run_many(plugin, dataset, cfg, registry=reg, on_record=on_record)
+        if not main_rank:  # rank 0 writes and prints the records of a torch.distributed run
+            return
         if as_json:
             print_json([dict(r.to_dict(), path=str(p)) for r, p in zip(recs, saved)])
         else:

@@ -46,6 +46,19 @@ class EvalConfig:
     limit: int | None = None  # first N units of every split (the conformance kit; recorded)
     isolate: bool = False  # each run in a child process (run_many): os._exit / crashes become failed runs
     timeout: float | None = None  # seconds a run may take (implies isolate); None: no limit (recorded)
+    # scale-out (mmbench.execution): none of these changes a metric or the fingerprint
+    executor: str = "local"  # local | torch (under torchrun) | ray
+    workers: int = 2  # Ray workers
+    ray_address: str | None = None  # an existing Ray cluster (default: a local instance)
+    gpus_per_worker: float = 0.0  # Ray: GPUs each actor reserves (a GPU actor per worker)
+    dist_backend: str = "auto"  # torch executor: gloo (CPU) / nccl (GPU) / auto
+    cache: str | None = None  # content-addressed cache of finished shards (resume after a crash)
+    shard_size: int | None = None  # items per shard (whole batches); None: about 16 shards per stage
+
+    @property
+    def sharded(self) -> bool:
+        """Whether runs go through ``mmbench.execution`` (any executor but local, a cache or a shard size)."""
+        return self.executor != "local" or bool(self.cache) or bool(self.shard_size)
 
 
 def accepted_forms(accepts) -> set[str]:
@@ -332,9 +345,26 @@ def _refuse_shared_files(mspec: ModelSpec, dspec: DatasetSpec, cfg: EvalConfig, 
 
 
 def run_eval(plugin: str, dataset: str, cfg: EvalConfig | None = None, *,
-             registry: Registry | None = None, task_options: dict | None = None) -> records.RunRecord:
-    """Evaluate one plugin on one dataset split. Raises MMBenchError on any failure."""
+             registry: Registry | None = None, task_options: dict | None = None) -> records.RunRecord | None:
+    """Evaluate one plugin on one dataset split. Raises MMBenchError on any failure.
+
+    With ``cfg.sharded`` the evaluation goes through an executor (``mmbench.execution``); under
+    ``--executor torch`` every rank calls this and only rank 0 gets the record (the others None)."""
     cfg = cfg or EvalConfig()
+    if not cfg.sharded:
+        return _run_eval(plugin, dataset, cfg, registry=registry, task_options=task_options, executor=None)
+    from mmbench.execution.executors import executor_for
+
+    executor, owned = executor_for(cfg)
+    try:
+        return _run_eval(plugin, dataset, cfg, registry=registry, task_options=task_options, executor=executor)
+    finally:
+        if owned:
+            executor.close()
+
+
+def _run_eval(plugin: str, dataset: str, cfg: EvalConfig, *, registry: Registry | None, task_options: dict | None,
+              executor) -> records.RunRecord | None:
     reg = registry or get_registry()
     mspec = reg.model(plugin)
     dspec = reg.dataset(dataset)
@@ -386,11 +416,30 @@ def run_eval(plugin: str, dataset: str, cfg: EvalConfig | None = None, *,
                                      f"or pass --allow-overlap to run anyway (recorded).")
                 notes.append(f"train/eval overlap allowed by --allow-overlap: {msg}")
         t0 = time.perf_counter()
-        fit_model(plugin, model, train, val, cfg.seed)
+        model = _fit(plugin, model, train, val, cfg.seed, executor)
         timings["fit"] = time.perf_counter() - t0
 
     return score_model(mspec, dspec, model, data, cfg, task_options, registry=reg, fit_data=fit_data, notes=notes,
-                       timings=timings, t_start=t_start)
+                       timings=timings, t_start=t_start, executor=executor, plugin_ref=plugin)
+
+
+def _fit(plugin: str, model: Any, train, val, seed: int, executor) -> Any:
+    """Fit the model; under torch.distributed rank 0 fits and every rank receives that fitted model, so the
+    ranks never hold models fitted apart (the error, if any, reaches every rank)."""
+    if executor is None or executor.world_size == 1 or executor.name != "torch":
+        fit_model(plugin, model, train, val, seed)
+        return model
+    box: tuple = ("ok", None)
+    if executor.is_main:
+        try:
+            fit_model(plugin, model, train, val, seed)
+            box = ("ok", model)
+        except Exception as exc:  # noqa: BLE001 - the other ranks must hear of it
+            box = ("error", str(exc))
+    box = executor.broadcast(box)
+    if box[0] == "error":
+        raise PluginError(box[1])
+    return box[1]
 
 
 def _extra_metrics(plugin: str, model: Any, data, result, kind) -> None:
@@ -432,9 +481,37 @@ def _extra_metrics(plugin: str, model: Any, data, result, kind) -> None:
     result.details["extra_metric_info"] = info
 
 
+def _plan(mspec: ModelSpec, dspec: DatasetSpec, model: Any, data, cfg: EvalConfig, task_options: dict,
+          fit_data: dict, batch_size: int, checkpoint: dict, executor, plugin_ref: str):
+    """The execution plan of one sharded run: its executor started with the model, its cache, and the facts
+    every cache key holds (what the shards' values depend on)."""
+    from mmbench.execution.cache import Cache
+    from mmbench.execution.executors import ModelRecipe
+    from mmbench.execution.sharded import Plan
+
+    split = cfg.split or dspec.default_split
+    cache = Cache(cfg.cache) if cfg.cache else None
+    # a fitted model is keyed by what it was fitted on and the seed (fits are deterministic under a seed: the
+    # kit's `seeded` check); the plan still recomputes the first shard and compares before using any entry
+    fit = {k: v["fingerprint"] for k, v in fit_data.items()}
+    fitted = hasattr(model, "fit")
+    key_base = {"plugin": mspec.name, "package": mspec.plugin, "plugin_version": mspec.version,
+                "options": dict(cfg.options), "checkpoint_sha256": checkpoint.get("checkpoint_sha256"),
+                "seed": cfg.seed, "fit": fit, "task": mspec.task, "task_options": dict(task_options),
+                "dataset": dspec.name, "data_fingerprint": data.meta.fingerprint, "split": split,
+                "dataset_options": options_for_split(dspec, cfg.dataset_options, split), "limit": cfg.limit,
+                "batch_size": batch_size}
+    executor.cache = cache
+    executor.progress = cfg.show_progress
+    executor.shards = {}
+    executor.start(model, ModelRecipe(plugin_ref, dict(cfg.options), cfg.seed, model if fitted else None))
+    return Plan(executor, cache, key_base, cfg.shard_size, mspec.name)
+
+
 def score_model(mspec: ModelSpec, dspec: DatasetSpec, model: Any, data, cfg: EvalConfig, task_options: dict, *,
                 registry: Registry | None = None, fit_data: dict | None = None, notes: list[str] | None = None,
-                timings: dict | None = None, t_start: float | None = None) -> records.RunRecord:
+                timings: dict | None = None, t_start: float | None = None, executor=None,
+                plugin_ref: str | None = None) -> records.RunRecord | None:
     """Evaluate a built (and fitted) model on loaded data and make its run record: the task kind's
     evaluate loop, the model's extra metrics, confidence intervals, paper-parity deltas. ``run_eval``
     ends here, and the conformance kit drives the same path on its few samples."""
@@ -451,8 +528,21 @@ def score_model(mspec: ModelSpec, dspec: DatasetSpec, model: Any, data, cfg: Eva
         kwargs["batch_size"] = int(model.batch_size)
     else:
         kwargs["batch_size"] = kind.default_batch_size
-    result = _call_plugin(plugin, "evaluation", kind.evaluate, model, data, show_progress=cfg.show_progress,
-                          name=plugin, **kwargs)
+    checkpoint = _checkpoint(model)
+    plan = None
+    if executor is not None:
+        plan = _plan(mspec, dspec, model, data, cfg, task_options, fit_data, kwargs["batch_size"], checkpoint,
+                     executor, plugin_ref or plugin)
+        try:
+            result = _call_plugin(plugin, "evaluation", kind.evaluate_sharded, model, data, plan,
+                                  show_progress=cfg.show_progress, name=plugin, **kwargs)
+        finally:
+            executor.stop()
+        if result is None:  # not the main rank: the record is rank 0's
+            return None
+    else:
+        result = _call_plugin(plugin, "evaluation", kind.evaluate, model, data, show_progress=cfg.show_progress,
+                              name=plugin, **kwargs)
     timings.update({f"eval.{k}": v for k, v in result.timings.items()})
     if hasattr(model, "extra_metrics"):
         _extra_metrics(plugin, model, data, result, kind)
@@ -494,7 +584,7 @@ def score_model(mspec: ModelSpec, dspec: DatasetSpec, model: Any, data, cfg: Eva
     if any(n.startswith("train/eval overlap allowed") for n in notes):
         meta["overlap_allowed"] = True
     plugin_info = {"name": mspec.name, "package": mspec.plugin, "version": mspec.version,
-                   "options": dict(cfg.options), **_checkpoint(model)}
+                   "options": dict(cfg.options), **checkpoint}
     return records.RunRecord(
         task=task, plugin=plugin_info, dataset=meta, metrics=result.metrics, ci=ci,
         details=result.details, per_sample=result.per_sample, sample_ids=result.sample_ids,
@@ -506,6 +596,7 @@ def score_model(mspec: ModelSpec, dspec: DatasetSpec, model: Any, data, cfg: Eva
                 "task_options": dict(task_options), "allow_overlap": cfg.allow_overlap,
                 **({"limit": cfg.limit} if cfg.limit else {}),
                 **({"isolate": True, "timeout": cfg.timeout} if cfg.isolate or cfg.timeout else {})},
+        execution=plan.record() if plan is not None else {},
     )
 
 
@@ -563,6 +654,8 @@ def _isolated_child(conn, p, d, cfg, reg, task_options) -> None:  # pragma: no c
             pass
     finally:
         conn.close()
+        if "mmbench.execution.executors" in sys.modules:  # os._exit skips atexit: close Ray / process groups
+            sys.modules["mmbench.execution.executors"].close_all()
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
@@ -619,6 +712,7 @@ def run_many(plugins: list[str], datasets: list[str], cfg: EvalConfig, *, regist
     """
     reg = registry or get_registry()
     checked = preflight_many(plugins, datasets, cfg, registry=reg)
+    main = cfg.executor != "torch" or os.environ.get("RANK", "0") == "0"
     out = []
     for d in datasets:
         for p in plugins:
@@ -626,6 +720,8 @@ def run_many(plugins: list[str], datasets: list[str], cfg: EvalConfig, *, regist
                 rec = run_isolated(p, d, cfg, reg, checked[(p, d)])
             else:
                 rec = _run_one(p, d, cfg, reg, checked[(p, d)])
+            if rec is None or not main:  # a torch.distributed rank other than 0: rank 0 holds the record
+                continue
             if on_record is not None:
                 on_record(rec)
             out.append(rec)

@@ -20,8 +20,9 @@ from mmbench.options import Option, OptionSet, parse_options
 #: - ``image``: a decoded image (PIL) in memory (every image_file sample offers it too),
 #: - ``regions``: precomputed region features, (num_regions, dim) float32.
 #: - ``text_only``: no image at all (classification in explicit text-only mode).
+#: - ``proposals``: region features with their pixel boxes and the image size (grounding by ranking proposals).
 #: Forms beyond the first three belong to a task kind (``TaskKind.extra_forms``); the registry checks them.
-INPUT_FORMS = ("image_file", "image", "regions", "text_only")
+INPUT_FORMS = ("image_file", "image", "regions", "text_only", "proposals")
 
 
 @dataclass(frozen=True)

@@ -633,12 +633,14 @@ def score_grounding(gts: Path, preds: Path, *, box_format: str = "xyxy", normali
         sizes.append(size)
     t0 = time.perf_counter()
     res = grounding_metrics(boxes_pred, boxes_gt, threshold=opts["threshold"], convention=opts["convention"],
+                            strict=opts["strict"],
                             sizes=sizes)
     ids = [str(e["id"]) for e in g]
     result = TaskResult(
         metrics=res["metrics"], per_sample={"hit": res["hit"], "hit_rank": res["hit_rank"]},
         sample_ids={"sample": ids},
         details={"box_format": box_format, "box_normalized": normalized, "iou_convention": opts["convention"],
+                 "strict": opts["strict"],
                  "threshold": opts["threshold"], "invalid_boxes": res["invalid"],
                  "invalid_reasons": res["invalid_reasons"], "n_samples": len(g),
                  "predictions_unused": len(set(p) - set(ids))},

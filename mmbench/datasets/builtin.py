@@ -135,5 +135,19 @@ def _real_datasets():
                            description="Bottom-up region features in the AoANet/self-critical layout (cocotalk.json + "
                                        "cocobu_att/<id>.npz, read lazily); references from the Karpathy or COCO json.",
                            variants={"image": "coco", "image_file": "coco"}))
+    from mmbench.datasets import vilbert_lmdb as vl
+
+    out += [
+        DatasetSpec(name="vilbert_refer", tasks=("grounding",), factory=_loader("vilbert_lmdb", "load_refer"),
+                    splits=("train", "val", "testA", "testB", "test"), default_split="val",
+                    forms=("proposals", "regions"), layout=vl.REFER_LAYOUT.format(name="refcoco+", by="unc"),
+                    options=vl.REFER_OPTIONS, protocols=("refcoco+-unc", "refcoco-unc", "refcocog-umd"),
+                    description="RefCOCO(+/g) with ViLBERT's proposal features (official LMDB, read safely): "
+                                "the proposals form (region features + their boxes)."),
+        DatasetSpec(name="vilbert_flickr30k", tasks=("retrieval",), factory=_loader("vilbert_lmdb", "load_flickr30k"),
+                    splits=("test",), default_split="test", forms=("regions",),
+                    layout=vl.FLICKR_LAYOUT, options=vl.FLICKR_OPTIONS, protocols=("flickr30k-1k",),
+                    description="Flickr30k retrieval in ViLBERT's files (jsonline + region-feature LMDB with boxes)."),
+    ]
     return out
 

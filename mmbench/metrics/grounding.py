@@ -5,6 +5,9 @@ Conventions (recorded with every result):
 - ``inclusive``: MAttNet's inclusive pixels (lichengunc/MAttNet:lib/utils/... computeIoU):
   x2 = x + w - 1, intersection and areas with +1 on each side.
 - ``giou``: MDETR thresholds the generalised IoU (ashkamath/mdetr:datasets/refexp.py).
+- ``plus1``: ViLBERT's refer IoU: +1 on each side of the xyxy boxes as given, no shift
+  (facebookresearch/vilbert-multi-task:vilbert/datasets/refer_expression_dataset.py ``iou``); with the task
+  option ``strict`` (IoU > threshold, vilbert/task_utils.py) it is the official hit rule.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import numpy as np
 from mmbench.errors import MMBenchError
 
 BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
-IOU_CONVENTIONS = ("continuous", "inclusive", "giou")
+IOU_CONVENTIONS = ("continuous", "inclusive", "giou", "plus1")
 
 
 def to_xyxy(boxes, fmt: str = "xyxy", *, normalized: bool = False, size=None) -> np.ndarray:
@@ -59,7 +62,7 @@ def iou(a, b, convention: str = "continuous") -> np.ndarray:
     b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
     if convention not in IOU_CONVENTIONS:
         raise MMBenchError(f"unknown IoU convention {convention!r}; known: {', '.join(IOU_CONVENTIONS)}")
-    one = 1.0 if convention == "inclusive" else 0.0
+    one = 1.0 if convention in ("inclusive", "plus1") else 0.0
     if convention == "inclusive":  # boxes given as x, y, x+w, y+h: inclusive last pixel is x+w-1
         a = a - np.array([0, 0, 1, 1])
         b = b - np.array([0, 0, 1, 1])
@@ -81,6 +84,7 @@ def iou(a, b, convention: str = "continuous") -> np.ndarray:
 
 
 def grounding_metrics(preds: list, gts: list, *, threshold: float = 0.5, convention: str = "continuous",
+                      strict: bool = False,
                       ks=(1, 5, 10), sizes=None) -> dict:
     """Acc@IoU (top-1) and Precision@K over samples.
 
@@ -108,7 +112,9 @@ def grounding_metrics(preds: list, gts: list, *, threshold: float = 0.5, convent
             reasons[probs[0]] = reasons.get(probs[0], 0) + 1
         ok = np.array([not r for r in probs])
         ious = iou(p[:max(ks)], g, convention).max(1) if len(g) else np.zeros(len(probs))
-        h = (ious >= threshold) & ok
+        # strict: IoU > threshold, as ViLBERT's refer evaluation (facebookresearch/vilbert-multi-task:
+        # vilbert/task_utils.py, `iou > 0.5` on +1-pixel boxes: convention inclusive)
+        h = ((ious > threshold) if strict else (ious >= threshold)) & ok
         hits[i, :len(h)] = h
     any_hit = hits.any(1)
     hit_rank = np.where(any_hit, hits.argmax(1) + 1, 0)  # 1-based rank of the first hit, 0 = none

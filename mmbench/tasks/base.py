@@ -22,6 +22,9 @@ class ImageItem:
     ``pil``: an in-memory image (the ``image`` form); ``regions``: precomputed region
     features, (num_regions, dim) float32 (the ``regions`` form). ``size`` is (width,
     height) in pixels when known (grounding needs it for normalised boxes).
+    ``region_boxes``: the pixel xyxy box of each row of ``regions``, (num_regions, 4); with
+    ``regions`` and ``size`` it makes the ``proposals`` form (region proposals a grounding
+    model ranks, e.g. ViLBERT's detector boxes), an extra form of the grounding kind.
     """
 
     id: str
@@ -29,6 +32,7 @@ class ImageItem:
     pil: Any = None
     regions: np.ndarray | None = None
     size: tuple[int, int] | None = None
+    region_boxes: np.ndarray | None = None
 
     @property
     def forms(self) -> set[str]:
@@ -39,6 +43,8 @@ class ImageItem:
             out.add("image")
         if self.regions is not None:
             out.add("regions")
+            if getattr(self, "region_boxes", None) is not None and self.size is not None:
+                out.add("proposals")
         return out
 
     def load(self):
@@ -294,6 +300,33 @@ class TaskKind:
             raise NotImplementedError(f"task kind {self.name!r} defines no evaluate loop")
         return self.evaluate_loop(model, data, batch_size=batch_size or self.default_batch_size,
                                   show_progress=show_progress, name=name, **options)
+
+    # ---------------------------------------------------------------- sharded evaluation
+    #: the model method the evaluate loop calls once per batch of :meth:`model_inputs` (None: the protocol's
+    #: only method). A sharded run (``mmbench.execution``) calls it on each shard's batches in the workers,
+    #: then replays the outputs through the very same evaluate loop, so the metrics are computed once.
+    model_method: str | None = None
+
+    def shard_method(self) -> str | None:
+        """The method to shard by sample, or None when this kind cannot be sharded that way."""
+        if self.model_method:
+            return self.model_method
+        names = [n for n in getattr(self.protocol, "__dict__", {}) if not n.startswith("_")
+                 and callable(getattr(self.protocol, n, None))]
+        return names[0] if len(names) == 1 else None
+
+    def model_inputs(self, data: Any) -> list:
+        """What the evaluate loop feeds :attr:`model_method`, in order and batched by the batch size."""
+        if hasattr(data, "samples"):
+            return [s.input_view() if hasattr(s, "input_view") else s for s in data.samples]
+        return list(data.images)
+
+    def evaluate_sharded(self, model: Any, data: Any, plan: Any, **kwargs: Any) -> TaskResult | None:
+        """Evaluate through an executor (``plan``: :class:`mmbench.execution.sharded.Plan`); the result
+        on the main process, None on the others. Kinds with their own sharding (retrieval) override it."""
+        from mmbench.execution.sharded import evaluate_by_sample
+
+        return evaluate_by_sample(self, model, data, plan, **kwargs)
 
     def n_samples(self, data: Any) -> int:
         for attr in ("samples", "images"):

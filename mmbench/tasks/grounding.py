@@ -6,6 +6,13 @@ only: the ground-truth boxes stay with the scorer (``GroundingSample.boxes``, al
 xyxy) and never reach the model. The model declares its box format with attributes
 ``box_format`` ("xyxy", "xywh" or "cxcywh", default "xyxy") and ``box_normalized``
 (default False: pixels).
+
+Input form ``proposals`` (this kind's extra form): the image's region features
+``ImageItem.regions`` (N, D), their pixel xyxy boxes ``ImageItem.region_boxes`` (N, 4) and
+the image ``size``. A proposal-ranking model (ViLBERT's referring expressions: each
+proposal scored, the best one's box is the prediction) returns the proposals' boxes in
+its ranking. The boxes are detector outputs, inputs like the features; the ground truth
+stays with the scorer.
 """
 
 from __future__ import annotations
@@ -23,8 +30,11 @@ from mmbench.tasks.base import DatasetMeta, ImageItem, MetricInfo, ModelInput, T
 
 OPTIONS = (
     TaskOption("threshold", float, 0.5, "IoU a hit needs, in (0, 1] (default 0.5)", low=0.0, high=1.0),
-    TaskOption("convention", str, "continuous", "IoU convention: continuous (default), inclusive (+1 pixel) or giou",
-               choices=("continuous", "inclusive", "giou")),
+    TaskOption("convention", str, "continuous", "IoU convention: continuous (default), inclusive (+1 pixel, "
+                                                "MAttNet), giou (MDETR) or plus1 (ViLBERT)",
+               choices=("continuous", "inclusive", "giou", "plus1")),
+    TaskOption("strict", bool, False, "a hit needs IoU > threshold instead of >= (ViLBERT's refer evaluation: "
+                                      "strict=true with convention=plus1)"),
 )
 
 
@@ -80,10 +90,33 @@ class GroundingData:
                 raise DataError(where, f"sample {s.id!r}: ground-truth box {b.tolist()!r:.80} lies outside the "
                                        f"{size[0]}x{size[1]} image", field="boxes",
                                 expected="boxes inside the image (pixel xyxy)")
+            rb = getattr(s.image, "region_boxes", None)
+            if rb is not None:
+                check_proposals(s.image, where)
             if not isinstance(s.expression, str) or not s.expression.strip():
                 raise DataError(where, f"sample {s.id!r} has an empty expression {s.expression!r}", field="expression",
                                 expected="non-empty expression text")
             s.boxes = b
+
+
+def check_proposals(image: ImageItem, where=None) -> None:
+    """Raise DataError unless ``image`` is a consistent ``proposals`` item: (N, D) regions, (N, 4) finite
+    pixel xyxy ``region_boxes`` (x2 >= x1, y2 >= y1) and a known size."""
+    feats, boxes = image.regions, image.region_boxes
+    b = np.asarray(boxes)
+    n = np.shape(feats)[0] if feats is not None and np.ndim(feats) == 2 else None
+    if feats is None or n is None:
+        raise DataError(where, f"image {image.id!r} has region boxes but no (N, D) region features",
+                        field="regions", expected="region features with one row per proposal box")
+    if b.ndim != 2 or b.shape != (n, 4) or b.dtype.kind not in "iuf":
+        raise DataError(where, f"image {image.id!r}: region_boxes has shape {b.shape} ({b.dtype}) for {n} regions",
+                        field="region_boxes", expected=f"({n}, 4) pixel xyxy numbers, one per region row")
+    if not np.isfinite(b).all() or (b[:, 2] < b[:, 0]).any() or (b[:, 3] < b[:, 1]).any():
+        raise DataError(where, f"image {image.id!r} has an impossible proposal box", field="region_boxes",
+                        expected="finite xyxy boxes with x2 >= x1, y2 >= y1")
+    if image.size is None:
+        raise DataError(where, f"image {image.id!r} has proposals but no size", field="size",
+                        expected="(width, height) in pixels")
 
 
 @runtime_checkable
@@ -92,7 +125,7 @@ class Grounder(Protocol):
 
 
 def evaluate(model: Any, data: GroundingData, *, batch_size: int | None = 32, show_progress: bool = True,
-             name: str = "", threshold: float = 0.5, convention: str = "continuous") -> TaskResult:
+             name: str = "", threshold: float = 0.5, convention: str = "continuous", strict: bool = False) -> TaskResult:
     fmt = getattr(model, "box_format", "xyxy")
     normalized = bool(getattr(model, "box_normalized", False))
     if fmt not in BOX_FORMATS:
@@ -116,12 +149,12 @@ def evaluate(model: Any, data: GroundingData, *, batch_size: int | None = 32, sh
             adv(len(chunk))
     with timed(timings, "metrics"):
         res = grounding_metrics(preds, [s.boxes for s in data.samples], threshold=threshold,
-                                convention=convention, sizes=[s.image.size for s in data.samples])
+                                convention=convention, strict=bool(strict), sizes=[s.image.size for s in data.samples])
     return TaskResult(
         metrics=res["metrics"], per_sample={"hit": res["hit"], "hit_rank": res["hit_rank"]},
         sample_ids={"sample": [s.id for s in data.samples]},
         details={"box_format": fmt, "box_normalized": normalized, "iou_convention": convention,
-                 "threshold": threshold, "invalid_boxes": res["invalid"],
+                 "threshold": threshold, "strict": bool(strict), "invalid_boxes": res["invalid"],
                  "invalid_reasons": res["invalid_reasons"], "n_samples": len(data.samples)},
         timings=timings,
     )
@@ -143,10 +176,11 @@ class Grounding(TaskKind):
     main = "acc@*"
     per_sample_units = {"hit": "sample", "hit_rank": "sample"}
     unit = "sample"
-    conventions = ("iou_convention", "threshold")
+    conventions = ("iou_convention", "threshold", "strict")
     default_batch_size = 32
     evaluate_loop = staticmethod(evaluate)
     metrics_module = M
+    extra_forms = ("proposals",)
     scaffold_description = "Scaffolded grounder (boxes the pixels of the named colour)."
     scaffold_template = "grounding"
 

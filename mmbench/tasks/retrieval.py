@@ -210,6 +210,11 @@ def evaluate(model: Any, data: RetrievalData, *, batch_size: int | None = 64, sh
                 score_tile, i_starts, t_starts, data.text_image, folds=data.folds, ties=ties,
                 memory_budget_mb=budget, progress=lambda total: progress_bar("score pairs", total, show_progress))
         timings["metrics"] = timings.pop("score_and_metrics") - timings["score"]
+    return retrieval_result(data, res, dual, timings, ties)
+
+
+def retrieval_result(data: RetrievalData, res: dict, dual: bool, timings: dict, ties: str) -> TaskResult:
+    """The task result of ranks ``res`` (``_assemble``'s dict), single-process or sharded alike."""
     details = {
         "n_images": len(data.images), "n_texts": len(data.texts), "folds": data.folds, "ties": ties,
         "i2t_tied_queries": res["i2t_tied"], "t2i_tied_queries": res["t2i_tied"],
@@ -325,6 +330,46 @@ class _TileSweep:
         # float32, as compute_sims stores it
         return np.asarray(score_tile(k, m), dtype=np.float32)[rs][:, cs]
 
+    def gt_part(self, score_tile, qs, advance=lambda n=1: None) -> tuple[np.ndarray, np.ndarray]:
+        """(local captions, ground-truth scores) from the pass-1 tiles of image blocks ``qs`` (a shard)."""
+        qs = set(qs)
+        caps_all, vals_all = [np.zeros(0, np.int64)], [np.zeros(0, np.float32)]
+        for q, r, caps in self.gt_tiles:
+            if q not in qs:
+                continue
+            tile = self._tile(score_tile, q, r)
+            advance()
+            caps_all.append(caps)
+            vals_all.append(tile[self.lti[caps] - self.iblocks[q][2], caps - self.tblocks[r][2]])
+        return np.concatenate(caps_all), np.concatenate(vals_all)
+
+    def _count_rows(self, counter, buf: np.ndarray, qs, tile_of) -> None:
+        """Pass 2 for image blocks ``qs``: each block's tiles (``tile_of(q, r)``) copied into ``buf`` and
+        counted whenever it is full."""
+        for q in qs:
+            _, rs, a = self.iblocks[q]
+            n = rs.stop - rs.start
+            c0 = w = 0
+            for r, (_, _, p0, width) in enumerate(self.tblocks):
+                if w + width > self.buf_cols:
+                    counter.add(a, buf[:n, :w], writable=True, c0=c0)
+                    c0, w = p0, 0
+                buf[:n, w:w + width] = tile_of(q, r)
+                w += width
+            counter.add(a, buf[:n, :w], writable=True, c0=c0)
+
+    def count_part(self, score_tile, gt: np.ndarray, qs, advance=lambda n=1: None) -> "_RankCounter":
+        """A counter of image blocks ``qs`` (a shard) against every text block, given every caption's
+        ground-truth score ``gt``: pass 2 of :meth:`run` for those rows, without its tile cache."""
+        counter = _RankCounter(self.lti, self.hi - self.lo, gt)
+
+        def fresh(q, r):
+            advance()
+            return self._tile(score_tile, q, r)
+
+        self._count_rows(counter, np.empty((self.buf_rows, self.buf_cols), np.float32), qs, fresh)
+        return counter
+
     def run(self, score_tile, ties: str, advance):
         gt = np.empty(len(self.cols), np.float32)
         cache = {}
@@ -335,21 +380,16 @@ class _TileSweep:
             if (q, r) in self.cached:
                 cache[q, r] = tile.copy()  # a model may reuse its output buffer
         counter = _RankCounter(self.lti, self.hi - self.lo, gt)
-        buf = np.empty((self.buf_rows, self.buf_cols), np.float32)
-        for q, (_, rs, a) in enumerate(self.iblocks):
-            n = rs.stop - rs.start
-            c0 = w = 0
-            for r, (_, _, p0, width) in enumerate(self.tblocks):
-                if w + width > self.buf_cols:
-                    counter.add(a, buf[:n, :w], writable=True, c0=c0)
-                    c0, w = p0, 0
-                tile = cache.pop((q, r), None)
-                if tile is None:
-                    tile = self._tile(score_tile, q, r)
-                    advance()
-                buf[:n, w:w + width] = tile
-                w += width
-            counter.add(a, buf[:n, :w], writable=True, c0=c0)
+
+        def cached_or_fresh(q, r):
+            tile = cache.pop((q, r), None)
+            if tile is None:
+                tile = self._tile(score_tile, q, r)
+                advance()
+            return tile
+
+        self._count_rows(counter, np.empty((self.buf_rows, self.buf_cols), np.float32), range(len(self.iblocks)),
+                         cached_or_fresh)
         return counter.result(ties)
 
 
@@ -424,6 +464,12 @@ class Retrieval(TaskKind):
     scaffold_description = "Scaffolded dual encoder (palette-colour histogram vs named colours)."
     scaffold_template = "retrieval"
 
+
+    def evaluate_sharded(self, model, data, plan, **kwargs):
+        """Encodings by shard, ranks as sums of per-block counts (``mmbench.execution.retrieval``)."""
+        from mmbench.execution.retrieval import evaluate_retrieval
+
+        return evaluate_retrieval(model, data, plan, **kwargs)
 
     def limit(self, data, n):
         n = min(n, len(data.images))

@@ -9,10 +9,10 @@ An *encoder* turns classification samples into one feature matrix per modality::
     X = enc.encode(samples, "image")        # (N, D) float32 ndarray
 
 Encoders are *stateless per sample*: a row depends on that sample alone, never on the
-split it came from. That is what makes the cache exact: features are stored per
-(encoder identity, dataset, split) under ``cache_dir`` and the file name carries a
-digest of the samples' content (ids, texts, image identity), so a changed dataset can
-never be served stale features. Anything fitted on the training split (IDF weights,
+split it came from. That is what makes the cache exact: features are stored in mmbench's
+content-addressed cache (``mmbench.execution.cache``) under ``cache_dir``, keyed by the encoder
+identity, dataset, split, modality and a digest of the samples' content (ids, texts, image
+identity), so a changed dataset can never be served stale features. Anything fitted on the training split (IDF weights,
 SVD projection, standardisation) lives in the classifier (``preprocess.py``), not here.
 
 Encoders:
@@ -30,7 +30,6 @@ Encoders:
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import re
 from pathlib import Path
@@ -39,7 +38,6 @@ from typing import Any, Sequence
 import numpy as np
 
 from mmbench.errors import DataError, MismatchError, MMBenchError, PluginError
-from mmbench.records import atomic_write_bytes
 
 MODALITIES = ("text", "image")
 TEXT_HASH_FEATURES = 2 ** 18
@@ -261,64 +259,63 @@ def samples_digest(samples: Sequence, modality: str) -> str:
     return h.hexdigest()
 
 
-def _safe(s: Any) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(s))[:80]
-
-
-def _save_features(path: Path, X) -> None:
+def _to_tree(X) -> dict:
     import scipy.sparse as sp
 
-    buf = io.BytesIO()
     if sp.issparse(X):
         X = X.tocsr()
-        np.savez(buf, kind=np.array("csr"), data=X.data, indices=X.indices, indptr=X.indptr,
-                 shape=np.array(X.shape, dtype=np.int64))
-    else:
-        np.savez(buf, kind=np.array("dense"), X=np.asarray(X, dtype=np.float32))
-    atomic_write_bytes(path, buf.getvalue())
+        return {"kind": "csr", "data": X.data, "indices": X.indices, "indptr": X.indptr,
+                "shape": np.asarray(X.shape, dtype=np.int64)}
+    return {"kind": "dense", "X": np.asarray(X, dtype=np.float32)}
 
 
-def _load_features(path: Path):
+def _from_tree(t: dict):
     import scipy.sparse as sp
 
-    with np.load(path, allow_pickle=False) as z:
-        if str(z["kind"]) == "csr":
-            return sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
-        return z["X"]
+    if t["kind"] == "csr":
+        return sp.csr_matrix((t["data"], t["indices"], t["indptr"]), shape=tuple(int(v) for v in t["shape"]))
+    return t["X"]
 
 
 class FeatureStore:
-    """Encodes samples through an encoder, with an on-disk cache (``cache_dir=None`` disables it)."""
+    """Encodes samples through an encoder, with the on-disk cache of ``mmbench.execution.cache``
+    (``cache_dir=None`` disables it): content-addressed, written atomically, checksum-verified on every
+    read (a damaged entry is recomputed, never trusted); ``mmbench cache ls|prune --cache DIR`` lists
+    and prunes it."""
 
     def __init__(self, encoder: Encoder, cache_dir: str | Path | None = None):
+        from mmbench.execution.cache import Cache
+
         self.encoder = encoder
         self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.cache = Cache(self.cache_dir) if self.cache_dir else None
         self.hits = 0
         self.misses = 0
 
-    def path_for(self, samples, modality: str, dataset: str = "", split: str = "") -> Path:
-        assert self.cache_dir is not None
-        tag = "__".join(_safe(p) for p in (dataset or "samples", split or "any"))
-        return self.cache_dir / _safe(self.encoder.identity) / \
-            f"{tag}__{modality}__{samples_digest(samples, modality)}.npz"
+    def key_for(self, samples, modality: str, dataset: str = "", split: str = "") -> str:
+        from mmbench.execution.cache import work_key
+
+        return work_key(stage="fusion-features", encoder=self.encoder.identity, dataset=dataset, split=split,
+                        modality=modality, samples=samples_digest(samples, modality), format=FEATURE_FORMAT)
 
     def get(self, samples, modality: str, *, dataset: str = "", split: str = ""):
         samples = list(samples)
         if not samples:
             return np.zeros((0, 0), np.float32)
-        path = self.path_for(samples, modality, dataset, split) if self.cache_dir else None
-        if path is not None and path.exists():
-            try:
-                X = _load_features(path)
+        key = self.key_for(samples, modality, dataset, split) if self.cache is not None else None
+        if key is not None:
+            hit, tree = self.cache.get(key)
+            if hit:
+                X = _from_tree(tree)
                 if X.shape[0] == len(samples):
                     self.hits += 1
                     return X
-            except Exception:  # a damaged cache file is recomputed, never trusted
-                pass
         X = self.encoder.encode(samples, modality)
         if X.shape[0] != len(samples):
             raise PluginError(f"encoder {self.encoder.identity}: {X.shape[0]} rows for {len(samples)} samples")
         self.misses += 1
-        if path is not None:
-            _save_features(path, X)
+        if key is not None:
+            self.cache.put(key, _to_tree(X), {"stage": "fusion-features", "plugin": "mmbench-fusion",
+                                              "encoder": self.encoder.identity, "dataset": dataset,
+                                              "split": split, "modality": modality})
         return X

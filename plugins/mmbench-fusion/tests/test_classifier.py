@@ -111,12 +111,20 @@ def test_feature_cache_roundtrip(tmp_path, synth):
     img = store.get(train.samples[:10], "image", dataset="synth", split="train")
     assert img.shape == (10, 91) and np.array_equal(img, store.get(train.samples[:10], "image", dataset="synth",
                                                                    split="train"))
-    files = sorted(p.name for p in tmp_path.rglob("*") if p.is_file())
-    assert len(files) == 2 and all(f.startswith("synth__train__") and f.endswith(".npz") for f in files)
+    entries = store.cache.entries()  # mmbench's content-addressed cache: `mmbench cache ls` lists them
+    assert len(entries) == 2 and {(e["dataset"], e["split"], e["modality"]) for e in entries} == \
+        {("synth", "train", "text"), ("synth", "train", "image")}
     changed = make_data(200, 0, "train").samples[:10]
     changed[0].text = "something else"
-    assert store.path_for(changed, "text", "synth", "train") != store.path_for(train.samples[:10], "text",
-                                                                               "synth", "train")
+    assert store.key_for(changed, "text", "synth", "train") != store.key_for(train.samples[:10], "text",
+                                                                             "synth", "train")
+    # a damaged entry is detected by its checksum and recomputed, never used
+    npz = next(p for p in tmp_path.rglob("*.npz"))
+    npz.write_bytes(npz.read_bytes()[:-7] + b"garbage")
+    store2 = FeatureStore(BuiltinEncoder(), tmp_path)
+    again = [store2.get(train.samples[:10], m, dataset="synth", split="train") for m in ("text", "image")]
+    assert (again[0] != a).nnz == 0 and np.array_equal(again[1], img)
+    assert store2.cache.stats.corrupt == 1 and (store2.misses, store2.hits) == (1, 1)
     m = FusionClassifier("early-fusion", epochs="1", cache_dir=str(tmp_path)).fit(train, val)
     m2 = FusionClassifier("early-fusion", epochs="1", cache_dir=str(tmp_path)).fit(train, val)
     assert m.details["feature_cache"]["misses"] > 0
@@ -228,7 +236,8 @@ def test_retrieval_plugin_as_encoder(synth, tmp_path):
     assert enc.identity.startswith("plugin-toy-dual-")
     store = FeatureStore(enc, tmp_path)
     store.get(train.samples[:10], "image", dataset="synth", split="train")
-    assert next(tmp_path.iterdir()).name == enc.identity
+    (entry,) = store.cache.entries()
+    assert entry["encoder"] == enc.identity and entry["stage"] == "fusion-features"
     with pytest.raises(MismatchError, match="needs a retrieval dual encoder"):
         from mmbench.plugins import Registry
         PluginEncoder("sk-text-only", registry=Registry(entry_points=False))

@@ -1,4 +1,4 @@
-"""BLIP and GIT captioners over local Hugging Face checkpoints, decoding with transformers' ``generate``.
+"""BLIP, BLIP-2 and GIT captioners over local Hugging Face checkpoints, decoding with transformers' ``generate``.
 
 Every generation setting is passed to ``generate`` explicitly (from a named preset, overridable
 option by option), so neither transformers' defaults (greedy, ``max_length=20``) nor a
@@ -19,6 +19,19 @@ Decoding and post-processing follow the official code:
   (``get_git_model``: ``eos_index=tokenizer.sep_token_id``); the prompt tokens are cut from the
   output as *tokens* (layers/decoder.py, ``CaptioningModel.infer``), then
   ``decode(skip_special_tokens=True)`` and strip.
+- BLIP-2 with an OPT language model (salesforce/LAVIS:lavis/models/blip2_models/blip2_opt.py, ``Blip2OPT.generate``
+  at commit cd4db98, the release the paper's numbers come from): the prompt is tokenised with the tokenizer's
+  special tokens (``</s> a photo of``); the language model sees the ``num_query_tokens`` projected Q-Former
+  outputs, then the prompt; ``"\n"``'s first token ends a caption (``self.eos_token_id``); ``max_len`` is
+  ``max_new_tokens`` and ``min_len`` counts the prompt's tokens (the 4.26-era ``generate`` was given the
+  prompt ids only, the queries were concatenated inside OPT's forward); the output after the prompt is
+  ``batch_decode(skip_special_tokens=True)`` and stripped. transformers' ``Blip2ForConditionalGeneration``
+  takes ``num_query_tokens`` image placeholder tokens before the prompt instead, so the plugin builds
+  ``[image_token] * num_query_tokens + tokenizer(prompt)`` itself, translates the lengths to
+  ``max_new_tokens`` / ``min_new_tokens`` and cuts exactly that input prefix from the output when
+  ``generate`` returns it (it does when the input ids reach the language model's ``generate``, as in 5.x;
+  the pre-image-token releases returned the new tokens only). It needs transformers >= 4.45, the first
+  with the image-token path (huggingface/transformers#34223 shows it in 4.45.2); tested on 5.24.
 
 Nothing is downloaded: checkpoints load with ``local_files_only=True`` from a folder.
 """
@@ -32,11 +45,11 @@ from typing import Any
 from mmbench.errors import DataError, MMBenchError
 
 HERE = Path(__file__).resolve().parent
-DEMO_CHECKPOINTS = {"blip": HERE / "demo_blip", "git": HERE / "demo_git"}
+DEMO_CHECKPOINTS = {"blip": HERE / "demo_blip", "git": HERE / "demo_git", "blip2": HERE / "demo_blip2"}
 PRECISIONS = ("fp32", "fp16", "bf16")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-MODEL_TYPES = {"blip": "blip", "git": "git"}
-CLASSES = {"blip": "BlipForConditionalGeneration", "git": "GitForCausalLM"}
+MODEL_TYPES = {"blip": "blip", "git": "git", "blip2": "blip-2"}
+CLASSES = {"blip": "BlipForConditionalGeneration", "git": "GitForCausalLM", "blip2": "Blip2ForConditionalGeneration"}
 
 #: The papers' evaluation settings. ``max_length`` counts prompt tokens (and GIT's [CLS] / BLIP's [DEC]).
 PRESETS: dict[str, dict[str, Any]] = {
@@ -51,12 +64,25 @@ PRESETS: dict[str, dict[str, Any]] = {
     "git-coco": {"num_beams": 4, "max_length": 1024, "min_length": 0, "repetition_penalty": 1.0,
                  "length_penalty": 0.6, "no_repeat_ngram_size": 0, "prompt": "", "image_size": None,
                  "source": "microsoft/GenerativeImage2Text:generativeimage2text/model.py + inference.py"},
+    # salesforce/LAVIS:lavis/projects/blip2/eval/caption_coco_opt2.7b_eval.yaml (and _opt6.7b_): image_size 364,
+    # max_len 30, min_len 8, num_beams 5; lavis/configs/models/blip2/blip2_caption_opt2.7b.yaml: prompt 'a photo of';
+    # lavis/tasks/captioning.py valid_step (at cd4db98) passes only those three; Blip2OPT.generate's defaults:
+    # repetition_penalty 1.0, length_penalty 1.0, eos = the first token of "\n". For BLIP-2 the lengths are LAVIS's:
+    # max_length = max_new_tokens, min_length counts the prompt tokens (not the query tokens).
+    "blip2-coco": {"num_beams": 5, "max_length": None, "max_new_tokens": 30, "min_length": 8,
+                   "repetition_penalty": 1.0, "length_penalty": 1.0, "no_repeat_ngram_size": 0, "prompt": "a photo of",
+                   "image_size": 364,
+                   "source": "salesforce/LAVIS:lavis/projects/blip2/eval/caption_coco_opt2.7b_eval.yaml + "
+                             "lavis/configs/models/blip2/blip2_caption_opt2.7b.yaml + "
+                             "lavis/models/blip2_models/blip2_opt.py (cd4db98)"},
     # not a paper setting: plain greedy decoding, named so that it is never a silent default
     "greedy": {"num_beams": 1, "max_length": 20, "min_length": 0, "repetition_penalty": 1.0,
                "length_penalty": 1.0, "no_repeat_ngram_size": 0, "prompt": "", "image_size": None,
                "source": "greedy decoding, max_length 20 (not a paper setting)"},
 }
-DEFAULT_PRESET = {"blip": "blip-coco", "git": "git-coco"}
+#: salesforce/LAVIS:lavis/models/blip2_models/blip2_opt.py: BLIP-2 OPT captions end at the first token of "\n".
+BLIP2_EOS = "\n"
+DEFAULT_PRESET = {"blip": "blip-coco", "git": "git-coco", "blip2": "blip2-coco"}
 GEN_OPTIONS = ("num_beams", "max_length", "max_new_tokens", "min_length", "repetition_penalty", "length_penalty",
                "no_repeat_ngram_size", "prompt")
 OPTIONS = ("model", "device", "precision", "batch_size", "preset") + GEN_OPTIONS + ("seed",)
@@ -69,11 +95,18 @@ CAVEATS = {
            "divides by len**lp and keeps 2*num_beams candidates over all beams, so a caption can differ from the "
            "official decoder's on some images",
     "blip": "",
+    "blip2": "LAVIS's BLIP-2 evaluation ran transformers 4.25/4.26 (salesforce/LAVIS:requirements.txt at cd4db98), whose "
+             "beam search divided a finished beam's summed log-probability by its whole length, prompt tokens "
+             "included; since huggingface/transformers#27351 and #27808 (v4.36) it divides by the generated length "
+             "only, so with length_penalty 1 a caption can differ from LAVIS's on some images",
 }
 
 
 def _checkpoint_dir(path: str | None, kind: str) -> Path:
     if not path:  # the small checkpoints trained on the demo train split (train_demo.py) ship in the package
+        if not DEMO_CHECKPOINTS[kind].is_dir():
+            raise MMBenchError(f"{kind}: no demo checkpoint ships with this package; give --option model=PATH, a "
+                               f"local folder a {CLASSES[kind]} was saved to with save_pretrained")
         return DEMO_CHECKPOINTS[kind]
     p = Path(path).expanduser()
     if not p.is_dir():
@@ -125,7 +158,7 @@ def _get(obj, key):
 
 
 class HFCaptioner:
-    """A BlipForConditionalGeneration or GitForCausalLM as an mmbench captioning model."""
+    """A BlipForConditionalGeneration, Blip2ForConditionalGeneration (OPT) or GitForCausalLM as a captioning model."""
 
     def __init__(self, path: Path, kind: str, *, preset: str, overrides: dict[str, Any], device: str = "auto",
                  precision: str = "fp32", batch_size: int = 16, seed: int = 0):
@@ -157,18 +190,48 @@ class HFCaptioner:
             raise DataError(path, f"cannot load the {CLASSES[kind]} checkpoint: {type(exc).__name__}: {exc}") from None
         self.model = model.to(device=device, dtype=self.dtype).eval()
         self.tokenizer = self.processor.tokenizer
+        if kind == "blip2":
+            self._check_blip2(path)
         self.path = path
         self.checkpoint_path = next(path / w for w in WEIGHT_FILES if (path / w).is_file())
         self._settings(preset, overrides)
 
+    def _check_blip2(self, path: Path) -> None:
+        cfg = self.model.config
+        cfg_file = path / "config.json"
+        if not getattr(cfg, "use_decoder_only_language_model", True):
+            raise DataError(cfg_file, f"the language model is a {cfg.text_config.model_type!r} (encoder-decoder)",
+                            field="text_config.model_type",
+                            expected="a decoder-only OPT language model (LAVIS blip2_opt); BLIP-2 Flan-T5 is not "
+                                     "supported by this plugin")
+        import transformers
+
+        major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+        if (major, minor) < (4, 45):
+            raise MMBenchError(f"blip2 needs transformers >= 4.45 (BLIP-2 with image tokens in the input); this is "
+                               f"{transformers.__version__}")
+        if getattr(cfg, "image_token_index", None) is None:
+            raise DataError(cfg_file, "image_token_index is not set: transformers' Blip2ForConditionalGeneration "
+                                      "marks the query positions with image tokens (without it the images would be "
+                                      "ignored)",
+                            field="image_token_index",
+                            expected="the tokenizer's id of '<image>' (checkpoints saved by older transformers "
+                                     "lack it; add it and num_query_tokens, or re-save with a current release)")
+        self.image_token_id = int(cfg.image_token_index)
+        self.num_query_tokens = int(cfg.num_query_tokens)
+
     # ------------------------------------------------------------------ settings
     def _settings(self, preset: str, overrides: dict[str, Any]) -> None:
+        if self.kind == "blip2":
+            return self._settings_blip2(preset, overrides)
         cfg = self.model.config
         s = {k: v for k, v in PRESETS[preset].items() if k not in ("source", "image_size")}
-        s["max_new_tokens"] = None
+        s.setdefault("max_new_tokens", None)
         s.update({k: v for k, v in overrides.items() if v is not None})
         if overrides.get("max_new_tokens") is not None and overrides.get("max_length") is None:
             s["max_length"] = None  # max_new_tokens replaces the preset's max_length (transformers' precedence)
+        if overrides.get("max_length") is not None and overrides.get("max_new_tokens") is None:
+            s["max_new_tokens"] = None  # and max_length a preset's max_new_tokens
         if s["max_length"] is not None and s["max_new_tokens"] is not None:
             raise MMBenchError("give --option max_length or --option max_new_tokens, not both")
         max_pos = cfg.text_config.max_position_embeddings if self.kind == "blip" else cfg.max_position_embeddings
@@ -199,11 +262,7 @@ class HFCaptioner:
             gen["pad_token_id"] = self.tokenizer.pad_token_id
         self.generate_kwargs = gen
         ip = self.processor.image_processor
-        size = getattr(ip, "crop_size", None) if getattr(ip, "do_center_crop", False) else getattr(ip, "size", None)
-        paper_size = PRESETS[preset]["image_size"]
-        got = {k: _get(size, k) for k in ("height", "width", "shortest_edge") if _get(size, k) is not None}
-        if paper_size and (got.get("height"), got.get("width")) != (paper_size, paper_size):
-            notes.append(f"the preset's image size is {paper_size} px; this checkpoint's processor uses {got}")
+        got = self._image_size(preset, notes)
         if CAVEATS[self.kind]:
             notes.append(CAVEATS[self.kind])
         self.details = {
@@ -219,9 +278,85 @@ class HFCaptioner:
             "notes": notes,
         }
 
+    def _settings_blip2(self, preset: str, overrides: dict[str, Any]) -> None:
+        """LAVIS's lengths: ``max_length`` counts the prompt's tokens (its ``max_len`` is ``max_new_tokens``),
+        ``min_length`` counts them too; translated to ``max_new_tokens`` / ``min_new_tokens`` because
+        transformers' input also holds the ``num_query_tokens`` image tokens."""
+        cfg = self.model.config
+        s = {k: v for k, v in PRESETS[preset].items() if k not in ("source", "image_size")}
+        s.setdefault("max_new_tokens", None)
+        s.update({k: v for k, v in overrides.items() if v is not None})
+        if overrides.get("max_new_tokens") is not None and overrides.get("max_length") is None:
+            s["max_length"] = None
+        if overrides.get("max_length") is not None and overrides.get("max_new_tokens") is None:
+            s["max_new_tokens"] = None
+        if s["max_length"] is not None and s["max_new_tokens"] is not None:
+            raise MMBenchError("give --option max_length or --option max_new_tokens, not both")
+        if s["num_beams"] < 1:
+            raise MMBenchError("--option num_beams must be at least 1")
+        self.prompt = str(s.pop("prompt"))
+        ids = self._prompt_ids(1)
+        n_prompt = ids.shape[1] - self.num_query_tokens
+        if s["max_new_tokens"] is None:
+            if n_prompt >= s["max_length"]:
+                raise MMBenchError(f"the prompt {self.prompt!r} takes {n_prompt} tokens, not less than "
+                                   f"max_length={s['max_length']}")
+            s["max_new_tokens"] = s["max_length"] - n_prompt
+        notes = []
+        max_pos = cfg.text_config.max_position_embeddings
+        if ids.shape[1] + s["max_new_tokens"] > max_pos:
+            room = max_pos - ids.shape[1]
+            if overrides.get("max_length") is not None or overrides.get("max_new_tokens") is not None or room < 1:
+                raise MMBenchError(f"{self.num_query_tokens} query tokens + {n_prompt} prompt tokens + "
+                                   f"{s['max_new_tokens']} new tokens exceed the checkpoint's "
+                                   f"max_position_embeddings ({max_pos})")
+            notes.append(f"preset max_new_tokens {s['max_new_tokens']} capped at {room} by the checkpoint's "
+                         f"max_position_embeddings {max_pos}")
+            s["max_new_tokens"] = room
+        eos_ids = self.tokenizer(BLIP2_EOS, add_special_tokens=False)["input_ids"]
+        if not eos_ids:
+            raise DataError(self.path, f"the tokenizer encodes {BLIP2_EOS!r} as no token",
+                            expected="an OPT tokenizer (LAVIS ends BLIP-2 captions at the first token of '\\n')")
+        self.eos_token_id = int(eos_ids[0])  # Blip2OPT.__init__: opt_tokenizer("\n", add_special_tokens=False).input_ids[0]
+        gen = {"do_sample": False, "num_beams": s["num_beams"], "num_return_sequences": 1, "early_stopping": False,
+               "max_new_tokens": s["max_new_tokens"], "min_new_tokens": max(0, s["min_length"] - n_prompt),
+               "repetition_penalty": s["repetition_penalty"], "length_penalty": s["length_penalty"],
+               "no_repeat_ngram_size": s["no_repeat_ngram_size"], "eos_token_id": self.eos_token_id,
+               "pad_token_id": self.tokenizer.pad_token_id}
+        self.generate_kwargs = gen
+        got = self._image_size(preset, notes)
+        notes.append(CAVEATS["blip2"])
+        self.details = {
+            "model_class": CLASSES[self.kind], "preset": preset, "preset_source": PRESETS[preset]["source"],
+            "generate": dict(gen), "prompt": self.prompt, "prompt_tokens": ids[0, self.num_query_tokens:].tolist(),
+            "num_query_tokens": self.num_query_tokens, "image_token_id": self.image_token_id,
+            "lavis_lengths": {"max_len (new tokens)": s["max_new_tokens"], "min_len (prompt tokens included)":
+                              s["min_length"], "prompt_tokens": n_prompt},
+            "eos": BLIP2_EOS, "prompt_removal": "the input ids (query image tokens + prompt tokens) are cut from the "
+                                              "output when generate returns them (salesforce/LAVIS:lavis/models/"
+                                              "blip2_models/blip2_opt.py, outputs[:, prompt_length:])",
+            "postprocess": "batch_decode(skip_special_tokens=True), strip()",
+            "image_processor": type(self.processor.image_processor).__name__, "image_size": got,
+            "checkpoint_generation_config": self.model.generation_config.to_diff_dict(),
+            "device": self.device, "precision": self.precision, "batch_size": self.batch_size, "seed": self.seed,
+            "notes": notes,
+        }
+
+    def _image_size(self, preset: str, notes: list) -> dict:
+        ip = self.processor.image_processor
+        size = getattr(ip, "crop_size", None) if getattr(ip, "do_center_crop", False) else getattr(ip, "size", None)
+        paper_size = PRESETS[preset]["image_size"]
+        got = {k: _get(size, k) for k in ("height", "width", "shortest_edge") if _get(size, k) is not None}
+        if paper_size and (got.get("height"), got.get("width")) != (paper_size, paper_size):
+            notes.append(f"the preset's image size is {paper_size} px; this checkpoint's processor uses {got}")
+        return got
+
     def _prompt_ids(self, n: int):
         import torch
 
+        if self.kind == "blip2":  # [image]*Q + tokenizer(prompt) with its special tokens (LAVIS: opt_tokenizer(prompt))
+            ids = [self.image_token_id] * self.num_query_tokens + self.tokenizer(self.prompt)["input_ids"]
+            return torch.tensor([ids] * n, dtype=torch.long)
         if self.kind == "blip":  # [CLS] prompt [SEP]; generate() swaps [CLS] for [DEC] and drops [SEP]
             enc = self.tokenizer([self.prompt] * n, return_tensors="pt")
             return enc["input_ids"]
@@ -254,11 +389,23 @@ class HFCaptioner:
         return out.cpu()
 
     def decode(self, ids) -> list[str]:
+        if self.kind == "blip2":
+            return [c.strip() for c in self.tokenizer.batch_decode(self.new_tokens(ids), skip_special_tokens=True)]
         if self.kind == "git":
             ids = ids[:, len(self._prompt_ids(1)[0]):]
             return [c.strip() for c in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
         caps = self.tokenizer.batch_decode(ids, skip_special_tokens=True)
         return [c[len(self.prompt):].strip() for c in caps]
+
+    def new_tokens(self, ids):
+        """BLIP-2: the generated tokens. transformers 5.x returns the input ids (query image tokens + prompt)
+        before them, the pre-image-token releases only the new tokens; the input prefix is cut exactly when it
+        is there."""
+        start = self._prompt_ids(ids.shape[0])
+        n = start.shape[1]
+        if ids.shape[1] >= n and bool((ids[:, :n] == start).all()):
+            return ids[:, n:]
+        return ids
 
     def generate(self, images) -> list[str]:
         return self.decode(self.generate_ids(list(images)))
@@ -295,3 +442,7 @@ def build_blip(**options) -> HFCaptioner:
 
 def build_git(**options) -> HFCaptioner:
     return _build("git", **options)
+
+
+def build_blip2(**options) -> HFCaptioner:
+    return _build("blip2", **options)

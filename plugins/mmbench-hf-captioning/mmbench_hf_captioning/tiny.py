@@ -87,3 +87,60 @@ def processor(kind: str, tok, image_size: int = 48):
     if kind == "blip":
         return BlipProcessor(image_processor=blip_image_processor(image_size), tokenizer=tok)
     return GitProcessor(image_processor=git_image_processor(image_size), tokenizer=tok)
+
+
+# --------------------------------------------------------------------------- BLIP-2 (OPT)
+
+#: facebook/opt-*'s special tokens, in its order (ids 0-3): <s>, <pad>, </s> (bos = eos), <unk>.
+OPT_SPECIALS = ("<s>", "<pad>", "</s>", "<unk>")
+
+
+def opt_tokenizer(texts, *, vocab_size: int = 400, max_length: int = 64):
+    """A byte-level BPE tokenizer laid out like OPT's GPT-2 tokenizer: ``</s>`` is bos and eos and is put
+    before every text (``tokenizer(prompt)`` gives ``</s> a photo of``, as LAVIS feeds OPT), ``<pad>`` pads;
+    merges learnt from ``texts`` (deterministic); every byte is in the alphabet, so nothing is ``<unk>``
+    and ``"\\n"`` is one token (LAVIS's BLIP-2 caption end)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tk = Tokenizer(models.BPE())
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(OPT_SPECIALS), show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tk.train_from_iterator([str(t) for t in texts], trainer)
+    bos = tk.token_to_id("</s>")
+    tk.post_processor = processors.TemplateProcessing(single="</s> $A", pair="</s> $A </s> $B",
+                                                      special_tokens=[("</s>", bos)])
+    return PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="</s>", eos_token="</s>", pad_token="<pad>",
+                                   unk_token="<unk>", model_max_length=max_length)
+
+
+def tiny_blip2_config(tok, *, width: int = 64, layers: int = 2, heads: int = 4, image_size: int = 48, patch: int = 8,
+                      num_query_tokens: int = 8, max_len: int = 64, init_range: float = 0.02):
+    """A tiny Blip2Config: ViT, Q-Former (cross-attention in every layer) and OPT. ``tok`` must already hold
+    ``<image>`` (``blip2_processor`` adds it), whose id becomes ``image_token_index``."""
+    from transformers import Blip2Config
+
+    image_token = tok.convert_tokens_to_ids("<image>")
+    if image_token is None or image_token == tok.unk_token_id:
+        raise ValueError("the tokenizer has no <image> token: build the processor first (blip2_processor)")
+    common = dict(hidden_size=width, intermediate_size=2 * width, num_hidden_layers=layers, num_attention_heads=heads,
+                  initializer_range=init_range)
+    return Blip2Config(
+        vision_config=dict(common, image_size=image_size, patch_size=patch),
+        qformer_config=dict(common, vocab_size=len(tok), max_position_embeddings=max_len, cross_attention_frequency=1),
+        text_config=dict(model_type="opt", vocab_size=len(tok), hidden_size=width, word_embed_proj_dim=width,
+                         ffn_dim=2 * width, num_hidden_layers=layers, num_attention_heads=heads,
+                         max_position_embeddings=max_len, init_std=init_range, bos_token_id=tok.bos_token_id,
+                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id),
+        num_query_tokens=num_query_tokens, image_token_index=image_token, initializer_range=init_range)
+
+
+def blip2_processor(tok, image_size: int = 48, num_query_tokens: int = 8):
+    """Blip2Processor (BLIP's image processor: bicubic resize to a square, CLIP mean/std, as LAVIS's
+    ``blip_image_eval``); it adds ``<image>`` to ``tok``."""
+    from transformers import Blip2Processor
+
+    return Blip2Processor(image_processor=blip_image_processor(image_size), tokenizer=tok,
+                          num_query_tokens=num_query_tokens)

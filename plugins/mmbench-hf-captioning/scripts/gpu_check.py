@@ -1,4 +1,4 @@
-"""GPU validation of the captioning plugins: blip, git, aoanet and sat on ``device=cuda`` in fp32, fp16 and bf16.
+"""GPU validation of the captioning plugins: blip, git, blip2, aoanet and sat on ``device=cuda`` in fp32, fp16 and bf16.
 
 One command, well under 5 minutes on any CUDA GPU (the shipped demo checkpoints; demo test images)::
 
@@ -40,10 +40,10 @@ def _sync():
 
 def _builders():
     from mmbench_aoanet.captioner import build as aoanet
-    from mmbench_hf_captioning.models import build_blip, build_git
+    from mmbench_hf_captioning.models import build_blip, build_blip2, build_git
     from mmbench_sat.captioner import build as sat
 
-    return {"blip": build_blip, "git": build_git, "aoanet": aoanet, "sat": sat}
+    return {"blip": build_blip, "git": build_git, "blip2": build_blip2, "aoanet": aoanet, "sat": sat}
 
 
 def main(argv=None) -> int:
@@ -53,7 +53,7 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cuda", help="cuda (default), cuda:N or cpu (smoke test: fp32 only)")
-    ap.add_argument("--plugins", default="blip,git,aoanet,sat")
+    ap.add_argument("--plugins", default="blip,git,blip2,aoanet,sat")
     ap.add_argument("--images", type=int, default=None, help="test images (default 200 on cuda, 16 on cpu)")
     ap.add_argument("--batch-size", type=int, default=None, help="default 50 on cuda, 8 on cpu")
     args = ap.parse_args(argv)

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmbench_mdetr.efficientnet import EFFICIENTNETS, efficientnet_features
 from mmbench_mdetr.resnet import RESNETS, FrozenBatchNorm2d, GroupNorm32, ResNetBody
 
 NUM_CLASSES = 255  # ashkamath/mdetr:models/mdetr.py build(): num_classes = 255 (+1 "no object" logit)
@@ -354,12 +355,11 @@ def check_args(args: dict) -> None:
 def build_backbone_body(args: dict) -> ResNetBody:
     name = str(args["backbone"])
     dilation = bool(_get(args, "dilation"))
-    if name.startswith("timm_"):
-        raise ArgsError(
-            f"args.backbone={name!r}: timm EfficientNet backbones (the EB3/EB5 checkpoints) are not supported by "
-            "this plugin version: the official TimmBackbone is timm.create_model(..., features_only=True), and "
-            "`import timm` (1.0.x) itself imports torchvision (timm/layers/create_norm.py), which this plugin "
-            f"does not depend on; use a ResNet checkpoint ({', '.join(RESNETS)})")
+    if name.startswith("timm_"):  # ashkamath/mdetr:models/backbone.py build_backbone -> TimmBackbone(name[5:])
+        if name[len("timm_"):] not in EFFICIENTNETS:
+            raise ArgsError(f"args.backbone={name!r}: of timm's models only the TF EfficientNets are supported "
+                            f"(timm_ + one of {', '.join(EFFICIENTNETS)})")
+        return efficientnet_features(name[len("timm_"):])  # args.dilation is not passed (as the official)
     if name in ("resnet50-gn", "resnet101-gn"):
         block, layers, groups, wpg = RESNETS[name[:-3]]
         return ResNetBody(block, layers, groups, wpg, dilation, norm_layer=GroupNorm32)
@@ -375,7 +375,7 @@ def build_backbone_body(args: dict) -> ResNetBody:
         except (KeyError, TypeError, ValueError) as exc:
             raise ArgsError(f"args.mmbench_resnet={cfg!r}: expected {{'block', 'layers', 'width'[, 'pool', 'coords']}} ({exc})") from None
     raise ArgsError(f"args.backbone={name!r}: unknown backbone; supported: {', '.join(RESNETS)}, resnet50-gn, "
-                    "resnet101-gn (timm_* EfficientNets are not supported)")
+                    "resnet101-gn, timm_tf_efficientnet_b0..b8[_ap|_ns] (e.g. timm_tf_efficientnet_b3_ns)")
 
 
 def qa_dataset_of(args: dict) -> str | None:

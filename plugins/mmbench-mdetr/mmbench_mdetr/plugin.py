@@ -22,8 +22,9 @@ _PROTOCOL = {"refcoco": "refcoco-unc", "refcoco+": "refcoco+-unc", "refcocog": "
 
 
 def _published() -> tuple[PublishedNumber, ...]:
-    # Only the ResNet-101 rows: this plugin version cannot run the EfficientNet (timm) checkpoints, so their
-    # numbers would never be comparable here (they stay listed in REFEXP for reference).
+    # Only the ResNet-101 rows: a PublishedNumber matches a run by dataset, split and protocol, not by the
+    # checkpoint's backbone, so declaring the EfficientNet-B3 rows too would compare every run with both. The
+    # EB3 rows stay listed in REFEXP (and the README) for runs of the EB3 checkpoints, which load since 0.2.
     out = []
     for name, backbone, values in REFEXP:
         if backbone != "resnet101":
@@ -44,7 +45,7 @@ def mmbench_models():
         factory="mmbench_mdetr.grounding:build",
         accepts=("image", "image_file"),
         description=("MDETR (ashkamath/mdetr) referring-expression grounding from an official main.py checkpoint "
-                     "(ResNet backbones, RoBERTa from a local folder), evaluated as the official refexp path; "
+                     "(ResNet or timm EfficientNet backbones built in plain torch, RoBERTa from a local folder), evaluated as the official refexp path; "
                      "score with --task-option convention=giou for the official Precision@k. Without options, "
                      "a small model trained on the demo data."),
         version=__version__,

@@ -288,7 +288,8 @@ def test_standard_resnets_have_torchvision_shapes():
 
 
 def test_refusals_name_the_problem():
-    for over, match in ((dict(backbone="timm_tf_efficientnet_b3_ns"), "torchvision"), (dict(pre_norm=True), "pre_norm"),
+    for over, match in ((dict(backbone="timm_resnet50"), "only the TF EfficientNets"),
+                        (dict(pre_norm=True), "pre_norm"),
                         (dict(pass_pos_and_query=False), "pass_pos_and_query"),
                         (dict(masks=True, mask_model="smallconv"), "segmentation")):
         with pytest.raises(M.ArgsError, match=match):
@@ -338,18 +339,44 @@ def test_plugin_conforms():
     assert report.ok
 
 
-@pytest.mark.xfail(reason="the shipped demo model is under-trained: the DETR-style recipe of train_demo.py does not "
-                          "converge within the 3-minute CPU budget (demo val P@1 1.9 %, TRAINING.json)", strict=False)
 def test_demo_model_beats_chance(demo_model):
-    """Random boxes score ~0 here and a colour-box baseline ~93 acc@0.5; the shipped model (TRAINING.json) scores
-    well above chance (first 60 demo test expressions; the whole split is in the README)."""
+    """Random boxes score ~0 here (the old DETR-recipe demo model: 1.9 % val P@1), a colour-box baseline ~93
+    acc@0.5; the shipped model (TRAINING.json; the whole test split is in the README) scores well above chance
+    on the first 60 demo test expressions (measured P@1 35.0, P@5 56.7)."""
     from mmbench.datasets.demo import load
 
     data = load("grounding", "test")
     data.samples = data.samples[:60]
     res = evaluate(demo_model, data, batch_size=16, show_progress=False, name="mdetr", convention="giou")
-    assert res.metrics["P@1"] >= 25.0, res.metrics
-    assert res.metrics["P@5"] >= res.metrics["P@1"]
+    assert res.metrics["P@1"] >= 20.0, res.metrics
+    assert res.metrics["P@5"] >= res.metrics["P@1"] + 10.0, res.metrics
+
+
+def test_demo_queries_start_as_anchors():
+    """train_demo.init_local_queries: at initialisation, head 0 of the first decoder cross-attention of query k
+    puts its largest weight on feature cell k (and most of its mass on k and its 4 neighbours)."""
+    from mmbench_mdetr import train_demo as T
+    from mmbench_mdetr.grounding import DEMO_CHECKPOINT
+
+    torch.manual_seed(0)
+    args = T.demo_args()
+    model = M.build_from_args(vars(args), DEMO_CHECKPOINT.parent / "text_encoder")
+    T.init_local_queries(model)
+    g = T.GRID
+    memory = torch.randn(g * g + 5, 1, args.hidden_dim)
+    for layer in model.transformer.encoder.layers:  # as the encoder's last LayerNorm leaves them
+        memory = layer.norm2(memory)
+    pos = model.backbone[1](torch.zeros(1, 1, g, g), torch.zeros(1, g, g, dtype=torch.bool)).flatten(2).permute(2, 0, 1)
+    pos = torch.cat([pos, torch.zeros(5, 1, args.hidden_dim)])  # text tokens: no position
+    query = model.query_embed.weight[:, None]
+    attn = model.transformer.decoder.layers[0].cross_attn_image
+    _, w = attn(query, memory + pos, memory, average_attn_weights=False)
+    w0 = w[0, 0]  # (queries, memory)
+    assert torch.equal(w0.argmax(1), torch.arange(g * g))
+    k = 6 * g + 6
+    near = [k, k - 1, k + 1, k - g, k + g]
+    assert w0[k, near].sum() > 0.8 and w0[k, k] > 0.4, w0[k, near]
+    assert int((w[0, 1].argmax(1) == torch.arange(g * g)).sum()) < g * g // 4  # head 1 is left free
 
 
 def test_demo_checkpoint_is_the_official_layout():
@@ -362,8 +389,11 @@ def test_demo_checkpoint_is_the_official_layout():
     args = vars(ck["args"])
     assert not [k for k in args if k not in M.ARG_NOTES]
     assert args["backbone"] == "mmbench_resnet" and args["mmbench_resnet"]["coords"] is True
+    assert args["num_queries"] == 169 and args["position_embedding"] == "learned"
+    assert DEMO_CHECKPOINT.stat().st_size <= 1_000_000
+    assert all(torch.isfinite(v.float()).all() for v in ck["model"].values())
     info = json.loads((DEMO_CHECKPOINT.parent / "TRAINING.json").read_text())
-    assert info["seed"] == args["seed"] and info["train_seconds"] < 180
+    assert info["seed"] == args["seed"] and info["train_cpu_seconds"] < 900
 
 
 def test_training_script_is_reproducible(tmp_path):
@@ -381,4 +411,4 @@ def test_training_script_is_reproducible(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
     g = build(checkpoint=str(paths[0]), device="cpu")
-    assert g.args["num_queries"] == 6
+    assert g.args["num_queries"] == 169

@@ -113,13 +113,101 @@ def test_bad_options_and_inputs(tmp_path):
 
 
 def test_shipped_demo_checkpoint_is_tutorial_format():
-    from mmbench_sat.captioner import DEMO_CHECKPOINT
-    from mmbench_sat.loading import load_whole_checkpoint
+    from mmbench_sat.captioner import DEMO_CHECKPOINT, DEMO_DIR
+    from mmbench_sat.loading import flatten, load_whole_checkpoint
+    from mmbench_sat.train_demo import (BN_CALIBRATION, DECODER_LR, DROPOUT, ENCODER_LR, EPOCHS, FINE_TUNE_FROM,
+                                        WIDTHS)
 
-    assert DEMO_CHECKPOINT.stat().st_size < 2**20
+    assert DEMO_CHECKPOINT.stat().st_size < 2**20  # the issue's bound for shipped demo checkpoints: 1 MB
     ck = load_whole_checkpoint(DEMO_CHECKPOINT)
+    assert set(ck) == {"epoch", "epochs_since_improvement", "bleu-4", "encoder", "decoder", "encoder_optimizer",
+                       "decoder_optimizer"}  # utils.save_checkpoint's keys
     assert ck["encoder"].qualname == "models.Encoder" and ck["decoder"].qualname == "models.DecoderWithAttention"
-    assert ck["decoder_optimizer"].qualname == "torch.optim.adam.Adam"
+    # the encoder is fine-tuned, but only the decoder's Adam is pickled (the encoder's is dropped to fit in 1 MB;
+    # None is what utils.save_checkpoint stores without fine-tuning): one Adam state per decoder parameter
+    assert ck["encoder_optimizer"] is None and ck["decoder_optimizer"].qualname == "torch.optim.adam.Adam"
+    dec_sd = flatten(ck["decoder"])[0]
+    adam = ck["decoder_optimizer"]["state"]
+    assert len(adam) == len(dec_sd) == 19
+    assert sorted(tuple(v["exp_avg"].shape) for v in adam.values()) == sorted(tuple(t.shape) for t in dec_sd.values())
+    assert {float(v["step"]) for v in adam.values()} == {50.0 * (ck["epoch"] + 1)}  # 400 images / batch 8 per epoch
+    enc_sd = flatten(ck["encoder"])[0]
+    trained = [k for k in enc_sd if int(k.split(".")[1]) >= FINE_TUNE_FROM and "running" not in k and "batches" not in k]
+    info = json.loads((DEMO_DIR / "TRAINING_demo.json").read_text())
+    assert info["fine_tune_encoder"] is True and info["seed"] == 0 and info["train_images"] == 400
+    assert info["saved_optimizers"] == ["decoder_optimizer"]
+    assert info["parameters"]["encoder_trained"] == sum(enc_sd[k].numel() for k in trained) == 32312
+    assert (info["epochs"], info["encoder_lr"], info["decoder_lr"], info["widths"]) == (EPOCHS, ENCODER_LR, DECODER_LR,
+                                                                                          list(WIDTHS))
+    assert info["decoder"]["dropout"] == DROPOUT and info["fine_tuned"] == f"resnet.children()[{FINE_TUNE_FROM}:]"
+    assert (info["bn_calibration"] is not None) == BN_CALIBRATION
+    assert info["best_epoch"] == ck["epoch"] and info["best_val"]["Bleu_4"] == pytest.approx(ck["bleu-4"], abs=1e-4)
+    assert info["checkpoint_bytes"] == DEMO_CHECKPOINT.stat().st_size
+
+
+def test_demo_beats_nn_caption_on_the_demo_test_split():
+    """The shipped demo model against the nn-caption baseline (fitted on the demo train split) on the whole demo
+    test split, 200 images, as `mmbench eval -p sat -p nn-caption -d demo` scores them (README)."""
+    from mmbench.baselines.nn_caption import build as nn_caption
+    from mmbench.datasets.demo import load
+    from mmbench.metrics.captioning import caption_scores
+
+    data = load("captioning", "test")
+    ids = [im.id for im in data.images]
+    refs = dict(zip(ids, data.references))
+    ours = build(device="cpu", batch_size="50").generate(data.images)
+    nn = nn_caption().fit(load("captioning", "train")).generate(data.images)
+    m = ("bleu", "rouge", "cider")
+    sat = caption_scores(refs, dict(zip(ids, ours)), metrics=m)["metrics"]
+    base = caption_scores(refs, dict(zip(ids, nn)), metrics=m)["metrics"]
+    assert len(ids) == 200 and len(set(ours)) > 50, "the demo model ignores the image"
+    assert sat["CIDEr"] > 1.3 * base["CIDEr"], (sat, base)
+    assert all(sat[k] > base[k] for k in ("Bleu_1", "Bleu_4", "ROUGE_L")), (sat, base)
+
+
+def test_batchnorm_calibration_is_the_plain_average():
+    import torch
+
+    from mmbench_sat.train_demo import Encoder, calibrate_batchnorm
+
+    torch.manual_seed(0)
+    enc = Encoder()
+    x = torch.randn(6, 3, 64, 64)
+    calibrate_batchnorm(enc, x, 4)  # batches of 4 and 2: momentum None averages the batch statistics
+    bn = enc.resnet[1]
+    with torch.no_grad():
+        y = enc.resnet[0](x)
+    want = (y[:4].mean((0, 2, 3)) + y[4:].mean((0, 2, 3))) / 2
+    torch.testing.assert_close(bn.running_mean, want, rtol=1e-5, atol=1e-6)
+    assert bn.momentum == 0.1 and int(bn.num_batches_tracked) == 2 and not enc.training
+
+
+def test_demo_training_is_reproducible(tmp_path):
+    """train_demo on 32 images / 8 val images for 1 epoch, twice: the same bytes (single thread, seeded). Both
+    runs pickle the encoder's Adam as well (--save-encoder-optimizer, train.py's fine-tuning checkpoint), which the
+    shipped file leaves out, so that the loader is checked on it too."""
+    from mmbench_sat.loading import flatten, load_whole_checkpoint
+    from mmbench_sat.train_demo import train
+
+    infos = [train(1, 0, tmp_path / f"run{i}", n_images=32, n_val_images=8, save_encoder_optimizer=True,
+                   log=lambda *_: None) for i in range(2)]
+    a, b = (tmp_path / f"run{i}" / "BEST_checkpoint_demo.pth.tar" for i in range(2))
+    assert a.read_bytes() == b.read_bytes()
+    assert (tmp_path / "run0" / "WORDMAP_demo.json").read_bytes() == (tmp_path / "run1" / "WORDMAP_demo.json").read_bytes()
+    assert infos[0]["final_loss"] == infos[1]["final_loss"] and infos[0]["steps"] == 4  # 32 images, batch 8
+    ck = load_whole_checkpoint(a)
+    assert ck["encoder_optimizer"].qualname == "torch.optim.adam.Adam" and ck["epoch"] == 0
+    assert infos[0]["saved_optimizers"] == ["decoder_optimizer", "encoder_optimizer"]
+    enc_sd = flatten(ck["encoder"])[0]
+    weights = [k for k in enc_sd if "running" not in k and "batches" not in k]  # all of it is fine-tuned (from 0)
+    enc_adam = ck["encoder_optimizer"]["state"]
+    assert len(enc_adam) == len(weights) == 36 and {float(v["step"]) for v in enc_adam.values()} == {4.0}
+    wm = tmp_path / "run0" / "WORDMAP_demo.json"
+    from mmbench.datasets.demo import load
+
+    m = build(checkpoint=str(a), word_map=str(wm), device="cpu")  # a 4-step model need not reach <end>: encode only
+    assert m.details["checkpoint_epoch"] == 0 and tuple(m.encode(load("captioning", "test").images[:2]).shape) == (
+        2, 14, 14, 32)
 
 
 def test_demo_run_above_constant_caption():
@@ -170,8 +258,12 @@ def test_legacy_format_checkpoint_is_read_safely(tmp_path):
     for part in ("encoder", "decoder"):
         a, b = flatten(ck[part])[0], flatten(ref[part])[0]
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    adam = ck["decoder_optimizer"]["state"]
-    assert len(adam) == len(ref["decoder_optimizer"]["state"]) > 0
+    assert ck["encoder_optimizer"] is ref["encoder_optimizer"] is None  # dropped from the shipped file (1 MB)
+    for opt in ("decoder_optimizer",):
+        adam = ck[opt]["state"]
+        assert len(adam) == len(ref[opt]["state"]) > 0
+        for i, (x, y) in enumerate(zip(adam.values(), ref[opt]["state"].values())):  # keyed by parameter objects
+            assert all(torch.equal(x[n], y[n]) for n in ("step", "exp_avg", "exp_avg_sq")), (opt, i)
     from mmbench.datasets.demo import load
 
     images = load("captioning", "test").images[:4]
