@@ -412,3 +412,28 @@ def test_a_run_killed_at_any_point_resumes_to_the_identical_record(args, kills, 
     assert got["execution"]["cache"]["hits"] >= before - 1 > 0  # finished shards were reused, not redone
     assert got["execution"]["cache"]["misses"] + got["execution"]["cache"]["hits"] == \
         want["execution"]["cache"]["misses"]
+
+
+def test_cache_ls_and_prune_commands(tmp_path):
+    from typer.testing import CliRunner
+
+    from mmbench.cli import app
+
+    cache = tmp_path / "cache"
+    rec = run_eval("colour-box", "demo", EvalConfig(bootstrap=0, show_progress=False, batch_size=32, cache=str(cache)))
+    n = rec.execution["shards"]["outputs"]
+    assert n > 1
+    runner = CliRunner()
+    r = runner.invoke(app, ["cache", "ls", "--cache", str(cache), "--json"])
+    assert r.exit_code == 0, r.output
+    (group,) = json.loads(r.output)["groups"]
+    assert (group["plugin"], group["dataset"], group["split"], group["stage"], group["entries"]) == \
+        ("colour-box", "demo", "test", "outputs", n)
+    r = runner.invoke(app, ["cache", "ls", "--cache", str(cache)])
+    assert r.exit_code == 0 and "colour-box" in r.output
+    assert runner.invoke(app, ["cache", "prune", "--cache", str(cache), "--plugin", "other", "--json"]).output \
+        .strip().startswith('{\n  "removed": 0')
+    r = runner.invoke(app, ["cache", "prune", "--cache", str(cache), "--older-than", "0", "--json"])
+    assert json.loads(r.output)["removed"] == n and not list(cache.glob("??/*.npz"))
+    r = runner.invoke(app, ["cache", "ls", "--cache", str(tmp_path / "missing")])
+    assert r.exit_code == 2 and "is not a folder" in r.output

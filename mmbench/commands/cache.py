@@ -69,7 +69,9 @@ def ls_cmd(cache: Path = _DIR, as_json: bool = typer.Option(False, "--json", hel
             t.add_row(Text(r["plugin"]), Text(r["version"]), Text(r["dataset"]), Text(r["split"]), Text(r["stage"]),
                       str(r["entries"]), _size(r["bytes"]),
                       time.strftime("%Y-%m-%d %H:%M", time.localtime(r["newest"])))
-        console.print(t)
+        from mmbench.reports.console import print_whole
+
+        print_whole(console, t)  # off a terminal no cell is cut
         if orphans:
             console.print(f"{orphans} orphaned file(s) from interrupted writes (removed by `mmbench cache prune`)")
 
