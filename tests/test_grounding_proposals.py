@@ -196,3 +196,18 @@ def test_strict_threshold_counts_only_iou_above_it_as_vilbert_does():
     assert grounding_metrics(half, gt, strict=True)["metrics"]["acc@0.5"] == 0.0
     more = [np.array([[0.0, 0.0, 10.0, 5.1]])]
     assert grounding_metrics(more, gt, strict=True)["metrics"]["acc@0.5"] == 100.0
+
+
+def test_score_grounding_strict_and_plus1_reach_the_record(tmp_path):
+    from mmbench.commands.score import score_grounding
+
+    gts = tmp_path / "gts.json"
+    preds = tmp_path / "preds.json"
+    gts.write_text(json.dumps([{"id": "a", "boxes": [[0, 0, 10, 10]], "width": 20, "height": 20}]))
+    preds.write_text(json.dumps([{"id": "a", "boxes": [[0, 0, 10, 5]]}]))  # IoU exactly 0.5 (continuous)
+    loose = score_grounding(gts, preds)
+    strict = score_grounding(gts, preds, strict=True)
+    assert loose.metrics["acc@0.5"] == 100.0 and strict.metrics["acc@0.5"] == 0.0
+    assert strict.details["strict"] is True and loose.details["strict"] is False
+    plus1 = score_grounding(gts, preds, convention="plus1", strict=True)  # (11 x 6) / (11 x 11) > 0.5
+    assert plus1.metrics["acc@0.5"] == 100.0 and plus1.details["iou_convention"] == "plus1"
