@@ -192,24 +192,7 @@ def test_same_padding_rule():
 # --- a whole MDETR with the EB3 backbone, from a state_dict in the official layout ------------------------------
 
 
-def _tiny_text_encoder(path: Path) -> Path:
-    from tokenizers import ByteLevelBPETokenizer
-    from transformers import RobertaConfig, RobertaTokenizerFast
-
-    path.mkdir()
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(["a red circle on the left", "the big blue square"] * 3, vocab_size=270,
-                            min_frequency=1, show_progress=False,
-                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
-    bpe.save_model(str(path))
-    RobertaTokenizerFast.from_pretrained(str(path)).save_pretrained(str(path))
-    RobertaConfig(vocab_size=270, hidden_size=12, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16,
-                  max_position_embeddings=40, type_vocab_size=1, pad_token_id=1, bos_token_id=0,
-                  eos_token_id=2).save_pretrained(path)
-    return path
-
-
-def test_mdetr_eb3_checkpoint_loads_strictly_and_runs(tmp_path, keys, meta):
+def test_mdetr_eb3_checkpoint_loads_strictly_and_runs(tmp_path, keys, meta, tiny_text):
     """args.backbone='timm_tf_efficientnet_b3_ns' (tiny transformer): the backbone keys are exactly
     'backbone.0.body.' + timm's keys (TimmBackbone.body = the timm model), input_proj reads 384 channels, a
     checkpoint saved in main.py's layout loads strictly through the plugin and gives the model's own outputs."""
@@ -220,7 +203,9 @@ def test_mdetr_eb3_checkpoint_loads_strictly_and_runs(tmp_path, keys, meta):
     from mmbench_mdetr.grounding import build
     from mmbench_mdetr.preprocess import image_tensor
 
-    text = _tiny_text_encoder(tmp_path / "text_encoder")
+    import shutil
+
+    text = Path(shutil.copytree(tiny_text, tmp_path / "text_encoder"))  # found next to the checkpoint
     args = argparse.Namespace(
         backbone="timm_tf_efficientnet_b3_ns", dilation=False, position_embedding="sine", hidden_dim=8, nheads=2,
         enc_layers=1, dec_layers=1, dim_feedforward=8, num_queries=3, pre_norm=False, pass_pos_and_query=True,

@@ -194,23 +194,6 @@ def test_hub_id_text_encoder_names_the_option(fx, tmp_path):
 # --- tiny random MDETRs with other args: build, save in the official layout, load back ---------------
 
 
-def _tiny_text_encoder(path: Path) -> Path:
-    from tokenizers import ByteLevelBPETokenizer
-    from transformers import RobertaConfig, RobertaTokenizerFast
-
-    path.mkdir()
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(["a red circle on the left", "the big blue square", "small green triangle"] * 3,
-                            vocab_size=270, min_frequency=1, show_progress=False,
-                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
-    bpe.save_model(str(path))
-    RobertaTokenizerFast.from_pretrained(str(path)).save_pretrained(str(path))
-    RobertaConfig(vocab_size=270, hidden_size=12, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16,
-                  max_position_embeddings=40, type_vocab_size=1, pad_token_id=1, bos_token_id=0,
-                  eos_token_id=2).save_pretrained(path)
-    return path
-
-
 VARIANTS = [
     dict(hidden_dim=16, nheads=4, enc_layers=1, dec_layers=3, dim_feedforward=24, num_queries=5,
          contrastive_loss=True, contrastive_align_loss=False, position_embedding="learned"),
@@ -228,11 +211,6 @@ def _args(**over):
                 text_encoder_type="text_encoder", masks=False, mask_model="none", lr_backbone=1e-5, ema=True,
                 aux_loss=True, contrastive_loss_hdim=64)
     return argparse.Namespace(**{**base, **over})
-
-
-@pytest.fixture(scope="module")
-def tiny_text(tmp_path_factory) -> Path:
-    return _tiny_text_encoder(tmp_path_factory.mktemp("tiny") / "text_encoder")
 
 
 @pytest.mark.parametrize("variant", range(len(VARIANTS)))
