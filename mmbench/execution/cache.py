@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -286,7 +285,3 @@ class Cache:
                 pass
         return n, freed
 
-
-def default_cache_dir() -> Path | None:
-    env = os.environ.get("MMBENCH_CACHE")
-    return Path(env) if env else None

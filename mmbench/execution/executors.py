@@ -20,7 +20,6 @@ A unit that raises fails the stage on every rank with the same error (no rank is
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -49,7 +48,7 @@ class ModelRecipe:
     model: Any = None
 
 
-def _unit_error(stage: Stage, unit: dict, exc: BaseException) -> str:
+def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if not isinstance(exc, MMBenchError) else str(exc)
 
 
@@ -62,7 +61,6 @@ class Executor:
         self.cache = None
         self.progress = True
         self.shards: dict[str, int] = {}
-        self.unit_seconds: dict[str, float] = {}
 
     @property
     def is_main(self) -> bool:
@@ -98,9 +96,7 @@ class Executor:
         hit, value = self._lookup(stage, unit)
         if hit:
             return value
-        t0 = time.perf_counter()
         value = stage.fn(self.model, stage.context, unit)
-        self.unit_seconds[stage.name] = self.unit_seconds.get(stage.name, 0.0) + time.perf_counter() - t0
         self._store(stage, unit, value)
         return value
 
@@ -182,7 +178,7 @@ class TorchExecutor(Executor):
                 try:
                     mine.append(self._compute(stage, unit))
                 except BaseException as exc:  # noqa: BLE001 - every rank must reach the gather
-                    error = f"rank {self.rank}, {stage.name} shard {unit}: {_unit_error(stage, unit, exc)}"
+                    error = f"rank {self.rank}, {stage.name} shard {unit}: {_error_text(exc)}"
                     break
                 advance(min(self.world_size, len(stage.units)))  # the ranks move in step: done/total of all
         parts = self.gather((error, mine if error is None else None))
@@ -276,7 +272,6 @@ class RayExecutor(Executor):
         pool = ActorPool(self.actors)
         with self._bar(stage) as advance:
             advance(len(stage.units) - len(todo))
-            t0 = time.perf_counter()
             for i in todo:
                 pool.submit(lambda a, u: a.run.remote(stage.fn, ctx, u), stage.units[i])
             for i in todo:
@@ -285,11 +280,10 @@ class RayExecutor(Executor):
                 except Exception as exc:  # noqa: BLE001 - a worker's error fails the stage
                     cause = getattr(exc, "cause", None) or exc
                     raise PluginError(f"sharded {stage.name} failed on a Ray worker: "
-                                      f"{_unit_error(stage, stage.units[i], cause)}") from None
+                                      f"{_error_text(cause)}") from None
                 out[i] = value
                 self._store(stage, stage.units[i], value)
                 advance()
-            self.unit_seconds[stage.name] = self.unit_seconds.get(stage.name, 0.0) + time.perf_counter() - t0
         return out
 
     def stop(self) -> None:
