@@ -313,10 +313,12 @@ def _checkpoint(model) -> dict:
     return out
 
 
-def published_deltas(mspec: ModelSpec, meta: dict, metrics: dict) -> list[dict]:
+def published_deltas(mspec: ModelSpec, meta: dict, metrics: dict, variant: str | None = None) -> list[dict]:
     out = []
     for p in mspec.published:
         if p.dataset != meta.get("name"):
+            continue
+        if p.variant is not None and p.variant != variant:
             continue
         if p.split and p.split != meta.get("split"):
             continue
@@ -327,8 +329,13 @@ def published_deltas(mspec: ModelSpec, meta: dict, metrics: dict) -> list[dict]:
         delta = metrics[p.metric] - p.value
         out.append({"metric": p.metric, "published": p.value, "measured": metrics[p.metric], "delta": delta,
                     "tolerance": p.tolerance, "within": abs(delta) <= p.tolerance, "source": p.source,
-                    "protocol": p.protocol})
+                    "protocol": p.protocol, **({"variant": p.variant} if p.variant is not None else {})})
     return out
+
+
+def _published_variant(model: Any) -> str | None:
+    v = getattr(model, "published_variant", None)
+    return None if v is None else str(v)
 
 
 def _refuse_shared_files(mspec: ModelSpec, dspec: DatasetSpec, cfg: EvalConfig, split: str) -> None:
@@ -589,7 +596,7 @@ def score_model(mspec: ModelSpec, dspec: DatasetSpec, model: Any, data, cfg: Eva
         task=task, plugin=plugin_info, dataset=meta, metrics=result.metrics, ci=ci,
         details=result.details, per_sample=result.per_sample, sample_ids=result.sample_ids,
         per_sample_units={k: kind.per_sample_units.get(k, kind.unit) for k in result.per_sample},
-        published=published_deltas(mspec, meta, result.metrics), timings=timings,
+        published=published_deltas(mspec, meta, result.metrics, _published_variant(model)), timings=timings,
         environment=records.environment(),
         config={"batch_size": kwargs.get("batch_size"), "seed": cfg.seed, "bootstrap": cfg.bootstrap,
                 "confidence": cfg.confidence, "dataset_options": dict(cfg.dataset_options),

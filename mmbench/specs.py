@@ -36,6 +36,9 @@ class PublishedNumber:
     split: str | None = None
     tolerance: float = 0.5
     source: str = ""
+    #: which of the plugin's models the number is for, when it offers several under one name (e.g. MDETR's
+    #: backbones): compared only with runs whose model's ``published_variant`` attribute equals it
+    variant: str | None = None
 
 
 @dataclass(frozen=True)

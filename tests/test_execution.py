@@ -129,6 +129,27 @@ def test_shards_are_whole_batches_cut_from_the_data_alone(n, bs, size):
         assert all(u["hi"] - u["lo"] == -(-size // bs) * bs for u in units[:-1])
 
 
+def test_shards_follow_a_kinds_own_batches():
+    """A kind whose evaluate loop batches by something else (grounding: a sentence's phrases stay together) gets
+    shards of whole such batches, and each shard calls the model on exactly those batches."""
+    from mmbench.execution.sharded import _outputs_unit
+
+    bounds = [(0, 3), (3, 5), (5, 6), (6, 9)]
+    units = batch_ranges(9, 1, None, target=2, bounds=bounds)
+    assert units == [{"lo": 0, "hi": 5}, {"lo": 5, "hi": 9}]
+    assert batch_ranges(9, 1, 3, bounds=bounds) == [{"lo": 0, "hi": 6}, {"lo": 6, "hi": 9}]  # 3 batches each
+    calls = []
+
+    class M:
+        def predict(self, xs):
+            calls.append(list(xs))
+            return xs
+
+    ctx = {"items": list(range(9)), "method": "predict", "batch_size": 1, "bounds": bounds}
+    assert _outputs_unit(M(), ctx, units[1]) == [[5], [6, 7, 8]]
+    assert calls == [[5], [6, 7, 8]]
+
+
 @pytest.mark.parametrize("n", [0, 1, 7, 16, 33])
 @pytest.mark.parametrize("world", [1, 2, 3, 8])
 def test_each_rank_takes_a_contiguous_share_and_every_unit_runs_once(n, world):

@@ -588,7 +588,7 @@ def _entries(path: Path, what: str) -> list[dict]:
 def score_grounding(gts: Path, preds: Path, *, box_format: str = "xyxy", normalized: bool = False,
                     threshold: float = 0.5, convention: str = "continuous", bootstrap: int = 0, seed: int = 0,
                     confidence: float = 0.95, name: str | None = None, dataset: str | None = None,
-                    split: str = "test", strict: bool = False):
+                    split: str = "test", strict: bool = False, outside: str = "auto"):
     """The library function behind ``mmbench score grounding``: a RunRecord."""
     import numpy as np
 
@@ -598,7 +598,9 @@ def score_grounding(gts: Path, preds: Path, *, box_format: str = "xyxy", normali
 
     t_start = time.perf_counter()
     kind = _kind("grounding")
-    opts = kind.parse_options({"threshold": threshold, "convention": convention, "strict": strict})
+    opts = kind.parse_options({"threshold": threshold, "convention": convention, "strict": strict,
+                               "outside": outside})
+    score_outside = opts["outside"] == "score" or (opts["outside"] == "auto" and opts["convention"] == "giou")
     if box_format not in BOX_FORMATS:
         from mmbench.errors import UsageError
 
@@ -633,14 +635,13 @@ def score_grounding(gts: Path, preds: Path, *, box_format: str = "xyxy", normali
         sizes.append(size)
     t0 = time.perf_counter()
     res = grounding_metrics(boxes_pred, boxes_gt, threshold=opts["threshold"], convention=opts["convention"],
-                            strict=bool(opts.get("strict", False)),
-                            sizes=sizes)
+                            strict=bool(opts.get("strict", False)), sizes=sizes, score_outside=score_outside)
     ids = [str(e["id"]) for e in g]
     result = TaskResult(
         metrics=res["metrics"], per_sample={"hit": res["hit"], "hit_rank": res["hit_rank"]},
         sample_ids={"sample": ids},
         details={"box_format": box_format, "box_normalized": normalized, "iou_convention": opts["convention"],
-                 "strict": bool(opts.get("strict", False)),
+                 "strict": bool(opts.get("strict", False)), "outside": "score" if score_outside else "miss",
                  "threshold": opts["threshold"], "invalid_boxes": res["invalid"],
                  "invalid_reasons": res["invalid_reasons"], "n_samples": len(g),
                  "predictions_unused": len(set(p) - set(ids))},
@@ -667,6 +668,8 @@ def grounding_cmd(
     threshold: float = typer.Option(0.5, "--threshold", help="IoU threshold."),
     convention: str = typer.Option("continuous", "--convention", help="continuous | inclusive | giou | plus1"),
     strict: bool = typer.Option(False, "--strict", help="A hit needs IoU > threshold (ViLBERT), not >=."),
+    outside: str = typer.Option("auto", "--outside", help="A box >5% outside the image: miss | score (as MDETR's "
+                                                          "evaluators) | auto (score under giou, else miss)."),
     bootstrap: int = typer.Option(0, "--bootstrap", help="Bootstrap resamples for CIs (0: none)."),
     seed: int = typer.Option(0, "--seed"),
     name: Optional[str] = typer.Option(None, "--name", help=_NAME_HELP),
@@ -683,7 +686,7 @@ def grounding_cmd(
     with user_errors():
         rec = score_grounding(gts, preds, box_format=box_format, normalized=normalized, threshold=threshold,
                               convention=convention, bootstrap=bootstrap, seed=seed, name=name, dataset=dataset,
-                              split=split, strict=strict)
+                              split=split, strict=strict, outside=outside)
         _emit(rec, out, as_json, _grounding_table)
 
 

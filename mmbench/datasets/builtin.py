@@ -34,7 +34,7 @@ def mmbench_datasets():
         DatasetSpec(
             name="demo", tasks=BUILTIN_KINDS,
             factory=_loader("demo", "load"), splits=("train", "val", "test"), default_split="test",
-            forms=("image", "regions"), needs_data_root=False,
+            forms=demo.FORMS, needs_data_root=False,
             description="Embedded synthetic scenes (shapes, colours, positions), generated in code: "
                         "images, region features, 5 captions, referring expressions, 3-class labels.",
             layout="Generated in memory; nothing on disk.",

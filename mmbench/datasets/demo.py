@@ -12,15 +12,20 @@ generator derives:
   object and 2-3 background rows, each a ReLU of a fixed random projection of the
   object's (or background's) attributes plus noise, the other rows low-energy noise,
   rows shuffled. 36 rows because SGRAF hard-codes BatchNorm1d(36); D = 64;
+- ``region_boxes`` (grounding only, the ``proposals`` form): float32 (36, 4) pixel xyxy, one
+  detector-like box per row of ``regions``: an object row's box is its object's box jittered
+  (IoU >= 0.5 with it), a background row's a near-whole-image box, a noise row's a random box.
+  They come from a stream of their own (``_proposal_boxes``), so every other form's content is
+  what it was before the boxes existed;
 - 5 varied captions (templates, synonyms, word order, optional attributes);
 - one referring expression per object with its pixel xyxy box, unique within the image;
 - a tweet-like text and a positive / neutral / negative label that needs both the
   text's sentiment cue and the image's background mood (see ``_label``), with 8 % label
   noise, plus unlabelled extra samples for the classification train split.
 
-Everything is a pure function of (split, size, seed) and ``GENERATOR_VERSION``; scene i
-of a split has its own random stream, so ``size=2`` extends ``size=1``. Generation is
-cached per (split, size, seed) in-process.
+Everything is a pure function of (split, size, seed) and ``GENERATOR_VERSION`` (the boxes:
+and ``PROPOSALS_VERSION``); scene i of a split has its own random stream, so ``size=2``
+extends ``size=1``. Generation is cached per (split, size, seed) in-process.
 """
 
 from __future__ import annotations
@@ -34,8 +39,19 @@ from mmbench.datasets.common import adapter
 from mmbench.errors import DataError
 from mmbench.options import Option
 
-#: Bump when the generated content changes: it is part of every fingerprint.
+#: Bump when the generated content changes: it is part of every fingerprint (and seeds every
+#: scene's stream, so a bump redraws everything).
 GENERATOR_VERSION = "1"
+#: Bump when the proposal boxes (``region_boxes``, grounding's ``proposals`` form) change. They have
+#: their own stream, so the other forms do not move with them. Version "1" is the first set of boxes
+#: and leaves the fingerprint as it was before boxes existed: the forms every earlier record read are
+#: bit-identical, so those records stay comparable (nothing could read demo proposals before). Any
+#: later version joins the grounding fingerprint (see ``_meta``).
+PROPOSALS_VERSION = "1"
+
+#: The input forms the demo offers: every kind has ``image`` and ``regions``; grounding also ``proposals``
+#: (``region_boxes``). The dataset spec (mmbench/datasets/builtin.py) declares them.
+FORMS = ("image", "regions", "proposals")
 
 IMAGE_SIZE = 96
 NUM_REGIONS = 36
@@ -103,6 +119,9 @@ class DemoScene:
     tweet: str
     text_cue: int
     label: int
+    #: which row of ``regions`` shows what: the object's index (>= 0), BACKGROUND_ROW or NOISE_ROW
+    region_source: np.ndarray | None = None
+    region_boxes: np.ndarray | None = None  # (36, 4) float32 pixel xyxy, one per row of ``regions``
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,20 +168,74 @@ def _background_attr(mood: int, rgb) -> np.ndarray:
     return a
 
 
-def _regions(rng: np.random.Generator, objects: list[DemoObject], mood: int, bg_rgb) -> np.ndarray:
+#: ``DemoScene.region_source`` of a background row and of a low-energy noise row
+BACKGROUND_ROW, NOISE_ROW = -1, -2
+
+
+def _regions(rng: np.random.Generator, objects: list[DemoObject], mood: int, bg_rgb) -> tuple[np.ndarray, np.ndarray]:
+    """(features (36, 64) float32, the source of each row: object index, BACKGROUND_ROW or NOISE_ROW)."""
     w = _projection()
-    rows = []
-    for o in objects:
+    rows, source = [], []
+    for k, o in enumerate(objects):
         a = _object_attr(o)
         for _ in range(int(rng.integers(2, 5))):  # overlapping proposals of one object
             rows.append(np.maximum(a @ w + rng.normal(0, 0.6, REGION_DIM), 0.0))
+            source.append(k)
     b = _background_attr(mood, bg_rgb)
     for _ in range(int(rng.integers(2, 4))):
         rows.append(np.maximum(b @ w * 0.5 + rng.normal(0, 0.6, REGION_DIM), 0.0))
+        source.append(BACKGROUND_ROW)
     while len(rows) < NUM_REGIONS:
         rows.append(np.abs(rng.normal(0, 0.05, REGION_DIM)))
+        source.append(NOISE_ROW)
     feats = np.stack(rows[:NUM_REGIONS]).astype(np.float32)
-    return feats[rng.permutation(NUM_REGIONS)]
+    perm = rng.permutation(NUM_REGIONS)
+    return feats[perm], np.asarray(source[:NUM_REGIONS], np.int64)[perm]
+
+
+#: mixed into the proposal boxes' seed: their stream is not the scene's (whose draws stay as they were)
+_PROPOSAL_STREAM = 0x70B0C5
+
+
+def _box_iou(a, b) -> float:
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _proposal_boxes(seed: int, split_index: int, i: int, objects: list[DemoObject], source: np.ndarray) -> np.ndarray:
+    """Detector-like pixel xyxy boxes (continuous convention), one per feature row, in the rows' (shuffled)
+    order: object rows a jittered box of their object (shift up to 15 % and scale 0.8-1.25 of its size per
+    side, redrawn until IoU >= 0.55 with the object's box), background rows a box covering most of the
+    image, noise rows a random 8-48 px box. From a stream of their own: the scene's draws are untouched."""
+    rng = np.random.default_rng([seed, split_index, i, int(GENERATOR_VERSION), _PROPOSAL_STREAM,
+                                 int(PROPOSALS_VERSION)])
+    s = float(IMAGE_SIZE)
+    out = np.zeros((len(source), 4), np.float64)
+    for r, src in enumerate(source.tolist()):
+        if src >= 0:
+            x1, y1, x2, y2 = (float(v) for v in objects[src].box)
+            w, h = x2 - x1, y2 - y1
+            box = (x1, y1, x2, y2)
+            for _ in range(20):
+                cx = (x1 + x2) / 2 + rng.uniform(-0.15, 0.15) * w
+                cy = (y1 + y2) / 2 + rng.uniform(-0.15, 0.15) * h
+                bw, bh = w * rng.uniform(0.8, 1.25), h * rng.uniform(0.8, 1.25)
+                cand = (max(0.0, cx - bw / 2), max(0.0, cy - bh / 2), min(s, cx + bw / 2), min(s, cy + bh / 2))
+                if _box_iou(cand, objects[src].box) >= 0.55:
+                    box = cand
+                    break
+        elif src == BACKGROUND_ROW:
+            box = (rng.uniform(0, 8), rng.uniform(0, 8), rng.uniform(s - 8, s), rng.uniform(s - 8, s))
+        else:
+            bw, bh = rng.uniform(8, 48, 2)
+            x1, y1 = rng.uniform(0, s - bw), rng.uniform(0, s - bh)
+            box = (x1, y1, x1 + bw, y1 + bh)
+        out[r] = box
+    # float32, like detector outputs; rounding cannot leave the image or flip a side (0 <= x1 < x2 <= 96)
+    return out.astype(np.float32)
 
 
 def _render(rng: np.random.Generator, objects: list[DemoObject], bg_rgb) -> object:
@@ -337,7 +410,7 @@ def _scene(seed: int, split_index: int, i: int, prefix: str) -> DemoScene:
     mood = int(rng.integers(3)) - 1
     bg = tuple(int(np.clip(c + rng.integers(-15, 16), 0, 255)) for c in MOODS[mood])
     pil = _render(rng, objects, bg)
-    regions = _regions(rng, objects, mood, bg)
+    regions, source = _regions(rng, objects, mood, bg)
     captions: list[str] = []
     styles = rng.permutation(5).tolist()  # five different sentence shapes, then random ones
     while len(captions) < 5:
@@ -352,7 +425,8 @@ def _scene(seed: int, split_index: int, i: int, prefix: str) -> DemoScene:
     if rng.random() < LABEL_NOISE:
         label = int((label + rng.integers(1, 3)) % 3)
     return DemoScene(id=f"{prefix}{i:05d}", pil=pil, regions=regions, objects=objects, mood=mood,
-                     captions=captions, expressions=expressions, tweet=tweet, text_cue=text_cue, label=label)
+                     captions=captions, expressions=expressions, tweet=tweet, text_cue=text_cue, label=label,
+                     region_source=source, region_boxes=_proposal_boxes(seed, split_index, i, objects, source))
 
 
 @lru_cache(maxsize=16)
@@ -373,15 +447,21 @@ def _meta(task: str, split: str, size: int, seed: int, text_only: bool, protocol
     from mmbench.records import fingerprint
     from mmbench.tasks import DatasetMeta
 
-    fp = fingerprint("demo", GENERATOR_VERSION, seed, size, split, task, text_only)
+    parts = ("demo", GENERATOR_VERSION, seed, size, split, task, text_only)
+    if "proposals" in forms and PROPOSALS_VERSION != "1":
+        # the first boxes ("1") keep the fingerprint of the data before them (see PROPOSALS_VERSION)
+        parts += ("proposals", PROPOSALS_VERSION)
+    fp = fingerprint(*parts)
     return DatasetMeta(name="demo", split=split, task=task, protocol=protocol, fingerprint=fp, data_root=None,
                        files=[], forms=tuple(forms), notes=list(notes))
 
 
-def _item(s: DemoScene):
+def _item(s: DemoScene, proposals: bool = False):
+    """The scene's image item; ``proposals``: with the region boxes (grounding's ``proposals`` form)."""
     from mmbench.tasks import ImageItem
 
-    return ImageItem(id=s.id, pil=s.pil, regions=s.regions, size=(IMAGE_SIZE, IMAGE_SIZE))
+    return ImageItem(id=s.id, pil=s.pil, regions=s.regions, size=(IMAGE_SIZE, IMAGE_SIZE),
+                     region_boxes=s.region_boxes if proposals else None)
 
 
 @adapter("demo")
@@ -407,13 +487,15 @@ def load(task: str, split: str, data_root=None, *, size: int, seed: int, text_on
     if task == "grounding":
         from mmbench.tasks import GroundingData, GroundingSample
 
+        # only grounding has the proposals form: the other kinds' items stay as they were (a model that
+        # reads boxes when present, e.g. ViLBERT retrieval's whole-image demo, would otherwise change)
         samples = []
         for s in sc:
-            item = _item(s)
+            item = _item(s, proposals=True)
             for k, (o, e) in enumerate(zip(s.objects, s.expressions)):
                 samples.append(GroundingSample(id=f"{s.id}-{k}", image=item, expression=e,
                                                boxes=np.array([o.box], dtype=np.float64)))
-        return GroundingData(samples=samples, meta=_meta(task, split, size, seed, False, "", forms))
+        return GroundingData(samples=samples, meta=_meta(task, split, size, seed, False, "", forms + ("proposals",)))
     from mmbench.tasks import ClassificationData, ClassificationSample
 
     def sample(s: DemoScene, labelled: bool):

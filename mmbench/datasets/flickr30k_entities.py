@@ -4,8 +4,10 @@
 ``[/EN#<phrase_id>/<type>... words]``), ``Annotations/<id>.xml`` (PASCAL-style boxes
 whose ``<name>`` elements are phrase ids). One grounding sample per phrase occurrence
 that has at least one box, as MDETR's evaluator counts them
-(ashkamath/mdetr:datasets/flickr_eval.py): the expression is the phrase text, the
-ground truth is
+(ashkamath/mdetr:datasets/flickr_eval.py): the expression is the phrase text, its
+``context`` the whole sentence and ``spans`` the phrase's character span in it (MDETR's
+tokens_positive_eval), its ``category`` the phrase types (results are also given per type, as
+MDETR's evaluator prints them); the ground truth is
 - ``protocol=any`` (ANY-box, default): every box of the phrase; a hit on any counts;
 - ``protocol=merged`` (MERGED-box): the smallest box enclosing all of them.
 Box coordinates are taken from the XML as they are (integers, xyxy), as MDETR does.
@@ -82,6 +84,15 @@ def parse_sentences(path: Path) -> list[dict]:
                             expected="a ']' ending every phrase")
         out.append({"sentence": " ".join(words), "phrases": phrases})
     return out
+
+
+def phrase_span(sentence: str, phrase: dict) -> tuple[int, int]:
+    """The phrase's (begin, end) character span in the sentence, as MDETR's converter computes its
+    tokens_positive (ashkamath/mdetr:scripts/pre-training/flickr_combined.py): begin = the lengths of the words
+    before it plus one space each."""
+    first = phrase["first_word_index"]
+    beg = sum(len(w) for w in sentence.split()[:first]) + first
+    return beg, beg + len(phrase["phrase"])
 
 
 def parse_annotation(path: Path) -> dict:
@@ -171,6 +182,8 @@ def load(task: str, split: str, data_root=None, *, protocol, images, missing):
                 if not boxes:  # phrases without boxes are not evaluated (MDETR flickr_eval)
                     continue
                 rows.append({"id": f"{img}:{s_idx}:{p_idx}", "image_id": iid, "expression": ph["phrase"],
+                             "context": sent["sentence"], "spans": [phrase_span(sent["sentence"], ph)],
+                             "category": tuple(ph["phrase_type"]),
                              "boxes": merge(boxes) if protocol == "merged" else boxes, "source": sp,
                              "where": f"sentence {s_idx + 1}, phrase {p_idx + 1}", "text_key": "phrase",
                              "box_source": ap, "box_where": f"boxes of phrase /EN#{ph['phrase_id']}"})

@@ -129,7 +129,11 @@ def _column(table, name: str, files, what: str) -> list:
     if name not in table.column_names:
         raise DataError(files[0], f"no column {name!r} (columns: {', '.join(table.column_names)})", field=name,
                         expected=f"the {what} column (or --dataset-option {what}_column=NAME)")
-    return table.column(name).to_pylist()
+    try:
+        return table.column(name).to_pylist()
+    except Exception as exc:  # a corrupt file can read as a table whose cells do not decode (invalid UTF-8)
+        raise DataError(files[0], f"column {name!r} cannot be decoded: {type(exc).__name__}: {exc}", field=name,
+                        expected=f"a readable {what} column (a valid parquet / arrow file)") from None
 
 
 def _image(cell, k, root: Path, source: Path, rid: str) -> ImageItem:

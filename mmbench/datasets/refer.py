@@ -106,7 +106,7 @@ def parse_refs(path: Path) -> list[dict]:
 
 def grounding_data(dataset: str, split: str, root: Path, files: list[Path], rows: list[dict],
                    images: dict[int, dict], img_dir: Path, missing: str, variant: str, protocol: str, source: Path):
-    """GroundingData from rows {id, image_id, expression, boxes}."""
+    """GroundingData from rows {id, image_id, expression, boxes} (+ optional context, spans, category)."""
     import numpy as np
 
     from mmbench.tasks.grounding import GroundingData, GroundingSample
@@ -141,7 +141,9 @@ def grounding_data(dataset: str, split: str, root: Path, files: list[Path], rows
         boxes = [C.fit_box(b, items[key].size, source=r.get("box_source", src), where=r.get("box_where", where),
                            key="bbox", clipped=clipped) for b in r["boxes"]]
         samples.append(GroundingSample(id=r["id"], image=items[key], expression=expr,
-                                       boxes=np.asarray(boxes, dtype=np.float64).reshape(-1, 4)))
+                                       boxes=np.asarray(boxes, dtype=np.float64).reshape(-1, 4),
+                                       context=r.get("context"), spans=r.get("spans"),
+                                       category=tuple(r.get("category", ()))))
     notes += C.clip_note(clipped, source)
     if not samples:
         raise DataError(source, f"split {split!r} has no expressions" + (" left" if dropped else ""),

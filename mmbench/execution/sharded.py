@@ -84,17 +84,19 @@ class Plan:
         return out
 
 
-def batch_ranges(n: int, batch_size: int, shard_size: int | None = None, target: int = TARGET_SHARDS) -> list[dict]:
-    """Shards [lo, hi) of ``n`` items in whole batches of ``batch_size``: ``shard_size`` items (rounded up to
-    whole batches) or about ``target`` shards."""
+def batch_ranges(n: int, batch_size: int, shard_size: int | None = None, target: int = TARGET_SHARDS,
+                 bounds: list[tuple[int, int]] | None = None) -> list[dict]:
+    """Shards [lo, hi) of ``n`` items in whole batches: ``shard_size`` items (rounded up to whole batches) or
+    about ``target`` shards. The batches are ``bounds`` ([lo, hi) ranges, the kind's ``batch_bounds``) or, when
+    None, ``batch_size`` items each."""
     batch_size = max(1, int(batch_size))
-    n_batches = math.ceil(n / batch_size)
+    if bounds is None:
+        bounds = [(lo, min(n, lo + batch_size)) for lo in range(0, n, batch_size)]
     if shard_size:
         per = max(1, math.ceil(int(shard_size) / batch_size))
     else:
-        per = max(1, math.ceil(n_batches / target))
-    step = per * batch_size
-    return [{"lo": lo, "hi": min(n, lo + step)} for lo in range(0, n, step)]
+        per = max(1, math.ceil(len(bounds) / target))
+    return [{"lo": bounds[i][0], "hi": bounds[min(len(bounds), i + per) - 1][1]} for i in range(0, len(bounds), per)]
 
 
 def trees_equal(a: Any, b: Any) -> bool:
@@ -132,8 +134,10 @@ def _outputs_unit(model: Any, ctx: dict, unit: dict) -> list:
     from mmbench.tasks.base import batched
 
     fn = getattr(model, ctx["method"])
-    items = ctx["items"][unit["lo"]:unit["hi"]]
-    return [fn(list(chunk)) for chunk in batched(items, ctx["batch_size"])]
+    items = ctx["items"]
+    if ctx.get("bounds") is None:
+        return [fn(list(chunk)) for chunk in batched(items[unit["lo"]:unit["hi"]], ctx["batch_size"])]
+    return [fn(list(items[lo:hi])) for lo, hi in ctx["bounds"] if unit["lo"] <= lo and hi <= unit["hi"]]
 
 
 class Replay:
@@ -171,8 +175,10 @@ def evaluate_by_sample(kind, model: Any, data: Any, plan: Plan, *, batch_size: i
         raise PluginError(f"task kind {kind.name!r} cannot be sharded by sample (its protocol has no single model "
                           f"method; set TaskKind.model_method or override evaluate_sharded)")
     items = kind.model_inputs(data)
-    units = batch_ranges(len(items), batch_size, plan.shard_size)
-    ctx = {"items": items, "method": method, "batch_size": batch_size}
+    bounds = kind.batch_bounds(items, batch_size)
+    fixed = bounds == [(lo, min(len(items), lo + batch_size)) for lo in range(0, len(items), max(1, batch_size))]
+    units = batch_ranges(len(items), batch_size, plan.shard_size, bounds=bounds)
+    ctx = {"items": items, "method": method, "batch_size": batch_size, "bounds": None if fixed else bounds}
     parts = plan.run(plan.stage("outputs", _outputs_unit, units, ctx))
     if not plan.executor.is_main:
         return None

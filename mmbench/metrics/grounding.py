@@ -84,15 +84,19 @@ def iou(a, b, convention: str = "continuous") -> np.ndarray:
 
 
 def grounding_metrics(preds: list, gts: list, *, threshold: float = 0.5, convention: str = "continuous",
-                      strict: bool = False,
-                      ks=(1, 5, 10), sizes=None) -> dict:
+                      strict: bool = False, ks=(1, 5, 10), sizes=None, score_outside: bool | None = None) -> dict:
     """Acc@IoU (top-1) and Precision@K over samples.
 
     ``preds[i]``: (K_i, 4) ranked xyxy pixel boxes; ``gts[i]``: (G_i, 4) xyxy ground truth
-    (a hit on any of them counts). Impossible predicted boxes (non-finite, negative size, and except
-    under ``giou`` more than 5% outside the image) are failures, counted in ``invalid`` with reasons;
-    a sample with no valid box at rank <= K misses at K.
+    (a hit on any of them counts). Impossible predicted boxes (non-finite, negative size, and unless
+    ``score_outside`` more than 5% outside the image) are failures, counted in ``invalid`` with reasons;
+    a sample with no valid box at rank <= K misses at K. ``score_outside`` (default: only under
+    ``giou``) scores boxes outside the image as they are, as MDETR's RefExpEvaluator and
+    Flickr30k Entities evaluator do (ashkamath/mdetr:datasets/refexp.py, datasets/flickr_eval.py: the
+    post-processed boxes are never clamped).
     """
+    if score_outside is None:
+        score_outside = convention == "giou"
     n = len(preds)
     hits = np.zeros((n, max(ks)), dtype=bool)
     invalid = 0
@@ -103,9 +107,9 @@ def grounding_metrics(preds: list, gts: list, *, threshold: float = 0.5, convent
             invalid += 1
             reasons["no box returned"] = reasons.get("no box returned", 0) + 1
             continue
-        # under giou a box outside the image is scored as it is: MDETR's RefExpEvaluator ranks and scores the
-        # unclamped boxes (ashkamath/mdetr:datasets/refexp.py, generalized_box_iou only asserts x1 >= x0)
-        size = None if sizes is None or convention == "giou" else sizes[i]
+        # score_outside: a box outside the image is scored as it is (MDETR's evaluators rank and score the
+        # unclamped boxes; ashkamath/mdetr:datasets/refexp.py generalized_box_iou only asserts x1 >= x0)
+        size = None if sizes is None or score_outside else sizes[i]
         probs = box_problems(p[:max(ks)], size)
         if probs[0]:
             invalid += 1
@@ -124,6 +128,23 @@ def grounding_metrics(preds: list, gts: list, *, threshold: float = 0.5, convent
     metrics.update({f"P@{k}": vals[f"P@{k}"] if n else 0.0 for k in ks})
     return {"metrics": metrics, "hit": hits[:, 0].astype(int).tolist(), "hit_rank": hit_rank.tolist(),
             "invalid": invalid, "invalid_reasons": reasons, "threshold": threshold, "convention": convention}
+
+
+def by_category(hit, hit_rank, categories, ks=(1, 5, 10)) -> dict[str, dict[str, float]]:
+    """Top-1 accuracy and P@K per category: a sample counts in each of its categories (Flickr30k Entities phrase
+    types, as ashkamath/mdetr:datasets/flickr_eval.py RecallTracker counts them: once per listed type, so a type
+    listed twice counts the phrase twice), plus the count ``n``."""
+    groups: dict[str, list[int]] = {}
+    for i, cats in enumerate(categories):
+        for c in cats:
+            groups.setdefault(c, []).append(i)
+    hit, rank = np.asarray(hit, dtype=np.float64), np.asarray(hit_rank, dtype=np.int64)
+    out = {}
+    for c in sorted(groups):
+        idx = np.asarray(groups[c])
+        vals = compute({"hit": hit[idx], "hit_rank": rank[idx]}, ks=ks)
+        out[c] = {"n": len(idx), **vals}
+    return out
 
 
 def unit_stats(per_sample) -> tuple[int, dict]:

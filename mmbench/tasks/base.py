@@ -315,8 +315,14 @@ class TaskKind:
                  and callable(getattr(self.protocol, n, None))]
         return names[0] if len(names) == 1 else None
 
+    def batch_bounds(self, items: Sequence, batch_size: int) -> list[tuple[int, int]]:
+        """The evaluate loop's batches of ``items`` as [lo, hi) ranges: ``batch_size`` items each (the last may
+        be shorter). A kind whose loop batches otherwise overrides it; sharded runs cut shards on these bounds."""
+        size = max(1, int(batch_size))
+        return [(lo, min(len(items), lo + size)) for lo in range(0, len(items), size)]
+
     def model_inputs(self, data: Any) -> list:
-        """What the evaluate loop feeds :attr:`model_method`, in order and batched by the batch size."""
+        """What the evaluate loop feeds :attr:`model_method`, in order and batched by :meth:`batch_bounds`."""
         if hasattr(data, "samples"):
             return [s.input_view() if hasattr(s, "input_view") else s for s in data.samples]
         return list(data.images)

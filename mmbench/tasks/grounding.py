@@ -13,6 +13,13 @@ the image ``size``. A proposal-ranking model (ViLBERT's referring expressions: e
 proposal scored, the best one's box is the prediction) returns the proposals' boxes in
 its ranking. The boxes are detector outputs, inputs like the features; the ground truth
 stays with the scorer.
+
+Phrase grounding (Flickr30k Entities): the expression is a phrase of a sentence. Its
+``GroundingInput`` then also has ``context`` (the whole sentence) and ``spans`` (the
+phrase's (begin, end) character spans in it, MDETR's ``tokens_positive``), so a model that
+reads the sentence once and scores each phrase from its tokens (MDETR's
+``PostProcessFlickr``) can; ``context`` is None for a stand-alone referring expression. A
+sample's ``category`` (the phrase types) only groups the results (``details.by_category``).
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from mmbench.errors import DataError, PluginError
 from mmbench.metrics import grounding as M
 from mmbench.metrics.grounding import BOX_FORMATS, box_problems, grounding_metrics, to_xyxy
 from mmbench.tasks.base import DatasetMeta, ImageItem, MetricInfo, ModelInput, TaskKind, TaskOption, TaskResult, \
-    as_numpy, batched, progress_bar, timed
+    as_numpy, progress_bar, timed
 
 OPTIONS = (
     TaskOption("threshold", float, 0.5, "IoU a hit needs, in (0, 1] (default 0.5)", low=0.0, high=1.0),
@@ -35,17 +42,22 @@ OPTIONS = (
                choices=("continuous", "inclusive", "giou", "plus1")),
     TaskOption("strict", bool, False, "a hit needs IoU > threshold instead of >= (ViLBERT's refer evaluation: "
                                       "strict=true with convention=plus1)"),
+    TaskOption("outside", str, "auto", "a predicted box more than 5% outside the image: miss (a failure), score "
+                                       "(IoU as it is, as MDETR's evaluators do) or auto (default: score under "
+                                       "giou, else miss)", choices=("auto", "miss", "score")),
 )
 
 
 class GroundingInput(ModelInput):
     """What a grounding model sees of one sample: the image and the expression."""
 
-    __slots__ = ("id", "image", "expression")
+    __slots__ = ("id", "image", "expression", "context", "spans")
     TARGET_FIELDS = ("boxes",)
 
-    def __init__(self, id: str, image: ImageItem, expression: str):
+    def __init__(self, id: str, image: ImageItem, expression: str, context: str | None = None,
+                 spans: tuple[tuple[int, int], ...] | None = None):
         self.id, self.image, self.expression = id, image, expression
+        self.context, self.spans = context, spans
 
 
 @dataclass
@@ -56,9 +68,12 @@ class GroundingSample:
     image: ImageItem
     expression: str
     boxes: np.ndarray  # (G, 4) pixel xyxy ground truth; a hit on any counts
+    context: str | None = None  # the sentence a phrase comes from (phrase grounding), else None
+    spans: tuple[tuple[int, int], ...] | None = None  # the phrase's (begin, end) character spans in context
+    category: tuple[str, ...] = ()  # e.g. Flickr30k Entities phrase types; results are also given per category
 
     def input_view(self) -> GroundingInput:
-        return GroundingInput(self.id, self.image, self.expression)
+        return GroundingInput(self.id, self.image, self.expression, self.context, self.spans)
 
 
 @dataclass
@@ -96,7 +111,27 @@ class GroundingData:
             if not isinstance(s.expression, str) or not s.expression.strip():
                 raise DataError(where, f"sample {s.id!r} has an empty expression {s.expression!r}", field="expression",
                                 expected="non-empty expression text")
+            if s.context is not None or s.spans is not None:
+                s.spans = check_spans(s, where)
+            s.category = tuple(str(c) for c in (s.category or ()))
             s.boxes = b
+
+
+def check_spans(s: GroundingSample, where=None) -> tuple[tuple[int, int], ...]:
+    """The sample's spans as a tuple of (begin, end) pairs inside ``context``, or DataError."""
+    if not isinstance(s.context, str) or not s.context.strip():
+        raise DataError(where, f"sample {s.id!r} has spans but context {s.context!r:.60}", field="context",
+                        expected="the sentence the phrase comes from")
+    try:
+        spans = tuple((int(b), int(e)) for b, e in s.spans)
+    except (TypeError, ValueError):
+        raise DataError(where, f"sample {s.id!r}: spans {s.spans!r:.60}", field="spans",
+                        expected="a list of (begin, end) character offsets") from None
+    if not spans or any(not 0 <= b < e <= len(s.context) for b, e in spans):
+        raise DataError(where, f"sample {s.id!r}: spans {list(spans)!r:.60} for a context of {len(s.context)} "
+                               "characters", field="spans",
+                        expected="at least one (begin, end) with 0 <= begin < end <= len(context)")
+    return spans
 
 
 def check_proposals(image: ImageItem, where=None) -> None:
@@ -119,13 +154,36 @@ def check_proposals(image: ImageItem, where=None) -> None:
                         expected="(width, height) in pixels")
 
 
+def batch_bounds(samples, batch_size: int) -> list[tuple[int, int]]:
+    """The evaluate loop's batches as [lo, hi) ranges: ``batch_size`` units each, where a unit is a run of
+    consecutive phrases of one sentence (same image and ``context``) or one stand-alone expression. A sentence's
+    phrases are never split across batches, so a model reads each sentence once, with the same batch partners
+    as the official loader (MDETR batches sentences: ashkamath/mdetr:datasets/flickr.py)."""
+    size = max(1, int(batch_size))
+    out: list[tuple[int, int]] = []
+    lo, units, prev = 0, 0, None
+    for i, s in enumerate(samples):
+        ctx = getattr(s, "context", None)
+        key = None if ctx is None else (s.image.id, ctx)
+        if key is None or key != prev:
+            if units == size:
+                out.append((lo, i))
+                lo, units = i, 0
+            units += 1
+        prev = key
+    if len(samples):
+        out.append((lo, len(samples)))
+    return out
+
+
 @runtime_checkable
 class Grounder(Protocol):
     def predict(self, inputs: list[GroundingInput]) -> list: ...
 
 
 def evaluate(model: Any, data: GroundingData, *, batch_size: int | None = 32, show_progress: bool = True,
-             name: str = "", threshold: float = 0.5, convention: str = "continuous", strict: bool = False) -> TaskResult:
+             name: str = "", threshold: float = 0.5, convention: str = "continuous", strict: bool = False,
+             outside: str = "auto") -> TaskResult:
     fmt = getattr(model, "box_format", "xyxy")
     normalized = bool(getattr(model, "box_normalized", False))
     if fmt not in BOX_FORMATS:
@@ -134,7 +192,8 @@ def evaluate(model: Any, data: GroundingData, *, batch_size: int | None = 32, sh
     batch_size = batch_size or 32
     preds: list[np.ndarray] = []
     with timed(timings, "predict"), progress_bar("ground expressions", len(data.samples), show_progress) as adv:
-        for chunk in batched(data.samples, batch_size):
+        for lo, hi in batch_bounds(data.samples, batch_size):
+            chunk = data.samples[lo:hi]
             out = model.predict([s.input_view() for s in chunk])
             if not isinstance(out, (list, tuple)) or len(out) != len(chunk):
                 raise PluginError(f"{name}: predict() must return a list of {len(chunk)} box arrays")
@@ -148,14 +207,21 @@ def evaluate(model: Any, data: GroundingData, *, batch_size: int | None = 32, sh
                 preds.append(to_xyxy(arr, fmt, normalized=normalized, size=size))
             adv(len(chunk))
     with timed(timings, "metrics"):
+        score_outside = outside == "score" or (outside == "auto" and convention == "giou")
         res = grounding_metrics(preds, [s.boxes for s in data.samples], threshold=threshold,
-                                convention=convention, strict=bool(strict), sizes=[s.image.size for s in data.samples])
+                                convention=convention, strict=bool(strict), sizes=[s.image.size for s in data.samples],
+                                score_outside=score_outside)
+        details_extra = {}
+        cats = [s.category for s in data.samples]
+        if any(cats):
+            details_extra["by_category"] = M.by_category(res["hit"], res["hit_rank"], cats)
     return TaskResult(
         metrics=res["metrics"], per_sample={"hit": res["hit"], "hit_rank": res["hit_rank"]},
         sample_ids={"sample": [s.id for s in data.samples]},
         details={"box_format": fmt, "box_normalized": normalized, "iou_convention": convention,
-                 "threshold": threshold, "strict": bool(strict), "invalid_boxes": res["invalid"],
-                 "invalid_reasons": res["invalid_reasons"], "n_samples": len(data.samples)},
+                 "threshold": threshold, "strict": bool(strict),
+                 "outside": "score" if score_outside else "miss", "invalid_boxes": res["invalid"],
+                 "invalid_reasons": res["invalid_reasons"], "n_samples": len(data.samples), **details_extra},
         timings=timings,
     )
 
@@ -176,7 +242,7 @@ class Grounding(TaskKind):
     main = "acc@*"
     per_sample_units = {"hit": "sample", "hit_rank": "sample"}
     unit = "sample"
-    conventions = ("iou_convention", "threshold", "strict")
+    conventions = ("iou_convention", "threshold", "strict", "outside")
     default_batch_size = 32
     evaluate_loop = staticmethod(evaluate)
     metrics_module = M
@@ -184,6 +250,9 @@ class Grounding(TaskKind):
     scaffold_description = "Scaffolded grounder (boxes the pixels of the named colour)."
     scaffold_template = "grounding"
 
+
+    def batch_bounds(self, items, batch_size):
+        return batch_bounds(items, batch_size)
 
     def canonical_metric(self, metric: str) -> str:
         return "acc" if metric.startswith("acc@") else metric
@@ -240,7 +309,8 @@ class Grounding(TaskKind):
         with kit.check("empty-batch"):
             kit.raises_or_empty(model.predict, [], "predict([])", kit.empty_list)
         s0 = samples[0]
-        kit.wrong_form(s0.image, lambda item: model.predict([GroundingInput(s0.id, item, s0.expression)]),
+        kit.wrong_form(s0.image, lambda item: model.predict([GroundingInput(s0.id, item, s0.expression, s0.context,
+                                                                            s0.spans)]),
                        "predict()")
         kit.check_evaluate(self, model, data)
 

@@ -6,6 +6,14 @@ MDETR forward (model.py) -> PostProcess (models/postprocessors.py): scores = 1 -
 boxes cxcywh -> xyxy x (W, H, W, H) of the ORIGINAL image, no clamping -> ranked as RefExpEvaluator does
 (datasets/refexp.py: ``sorted(zip(scores, boxes), reverse=True)``, ties broken by the box coordinates).
 Score these with the task option ``convention=giou`` for the official Precision@k.
+
+Phrase grounding (Flickr30k Entities: inputs with a ``context`` sentence and the phrase's character ``spans``),
+as main.py --eval on the flickr dataset computes it: the model reads the whole sentence once; each phrase's
+score for a query is the largest softmax probability over the phrase's tokens (PostProcessFlickr,
+models/postprocessors.py; the token map of datasets/coco.py create_positive_map, with its char_to_token
+fallbacks), boxes sorted by it with ``torch.sort(descending=True)`` as the official code does. Score these with
+the default continuous IoU >= 0.5 and ``--task-option outside=score`` for the official Recall@k
+(datasets/flickr_eval.py).
 """
 
 from __future__ import annotations
@@ -118,6 +126,7 @@ class MDETRGrounder:
         self.tokenizer = RobertaTokenizerFast.from_pretrained(str(self.text_encoder_dir))
         self.max_tokens = int(model.transformer.text_encoder.config.max_position_embeddings) - 2
         self.model: MDETR = model.to(self.device, self.dtype).eval()
+        self.published_variant = str(self.args["backbone"])  # published numbers are per backbone
         self.details = {"weights": key, "backbone": self.args["backbone"], "num_queries": int(self.args["num_queries"]),
                         "precision": prec, "batching": self.batching, "batch_size": self.batch_size,
                         "epoch": ck.get("epoch"), "score": "1 - softmax(pred_logits)[..., no-object]",
@@ -143,10 +152,10 @@ class MDETRGrounder:
         return tok["input_ids"].to(self.device), tok["attention_mask"].to(self.device)
 
     @torch.no_grad()
-    def _forward(self, samples: list, debug: bool = False) -> dict:
+    def _forward(self, samples: list, debug: bool = False, texts: list[str] | None = None) -> dict:
         imgs = [s.image.load() for s in samples]
         tensors, mask = nested([image_tensor(im) for im in imgs])
-        ids, am = self._tokenize([str(s.expression) for s in samples])
+        ids, am = self._tokenize(texts if texts is not None else [str(s.expression) for s in samples])
         out = self.model(tensors.to(self.device, self.dtype), mask.to(self.device), ids, am, debug=debug)
         logits = out["pred_logits"].float()
         pboxes = out["pred_boxes"].float()
@@ -176,8 +185,78 @@ class MDETRGrounder:
         samples = list(samples)
         if not samples:
             return []
-        raw = self.raw_outputs(samples)
-        return [rank_official(s, b)[1] for s, b in zip(raw["scores"], raw["boxes_xyxy"])]
+        if all(getattr(s, "context", None) is None for s in samples):
+            raw = self.raw_outputs(samples)
+            return [rank_official(s, b)[1] for s, b in zip(raw["scores"], raw["boxes_xyxy"])]
+        return self._predict_phrases(samples)
+
+    # -- phrase grounding (Flickr30k Entities) ---------------------------------------------------
+
+    def phrase_outputs(self, samples: list) -> tuple[list, list[int], dict[str, np.ndarray]]:
+        """Run the model once per distinct (image, sentence): (units, unit index of each sample, raw outputs per
+        unit). A unit is (first sample, text): the sentence for phrases, the expression for the others."""
+        units: list[tuple[Any, str]] = []
+        index: dict[tuple[str, str], int] = {}
+        of_sample = []
+        for s in samples:
+            ctx = getattr(s, "context", None)
+            text = str(ctx if ctx is not None else s.expression)
+            key = (str(s.image.id), text) if ctx is not None else (f"\0{len(units)}", text)
+            if key not in index:
+                index[key] = len(units)
+                units.append((s, text))
+            of_sample.append(index[key])
+        outs: list[dict | None] = [None] * len(units)
+        for chunk in self._chunks([u[0] for u in units]):
+            res = self._forward([units[i][0] for i in chunk], texts=[units[i][1] for i in chunk])
+            for j, i in enumerate(chunk):
+                outs[i] = {k: v[j] for k, v in res.items()}
+        keys = ("pred_logits", "pred_boxes", "scores", "boxes_xyxy")
+        return units, of_sample, {k: np.stack([o[k] for o in outs]) for k in keys}
+
+    def _predict_phrases(self, samples: list) -> list[np.ndarray]:
+        units, of_sample, raw = self.phrase_outputs(samples)
+        prob = torch.softmax(torch.from_numpy(raw["pred_logits"]), -1)  # PostProcessFlickr, float32
+        boxes = torch.from_numpy(raw["boxes_xyxy"])
+        out = []
+        for s, u in zip(samples, of_sample):
+            if getattr(s, "context", None) is None:
+                out.append(rank_official(raw["scores"][u], raw["boxes_xyxy"][u])[1])
+                continue
+            pos = self.positive_tokens(str(s.context), s.spans, prob.shape[-1])
+            scores, _ = torch.max(pos.unsqueeze(0) * prob[u], dim=-1)
+            _, order = torch.sort(scores, descending=True)
+            out.append(boxes[u][order].numpy())
+        return out
+
+    def positive_tokens(self, context: str, spans, width: int) -> torch.Tensor:
+        """The phrase's token mask over the ``width`` logit columns, as ashkamath/mdetr:datasets/coco.py
+        create_positive_map builds it from tokens_positive (then binarised, > 1e-6, by PostProcessFlickr): the
+        tokens from char_to_token(begin) to char_to_token(end - 1); where either maps to no token (a space), the
+        official fallbacks begin + 1, begin + 2 and end - 2, end - 3; a span still unmapped is skipped."""
+        tok = self.tokenizer(context, return_tensors="pt")
+        pos = torch.zeros(width, dtype=torch.bool)
+
+        def c2t(i):
+            try:
+                return tok.char_to_token(i)
+            except Exception:  # the official code treats a failing lookup as no token
+                return None
+
+        for beg, end in spans or ():
+            b, e = c2t(beg), c2t(end - 1)
+            if b is None:
+                b = c2t(beg + 1)
+                if b is None:
+                    b = c2t(beg + 2)
+            if e is None:
+                e = c2t(end - 2)
+                if e is None:
+                    e = c2t(end - 3)
+            if b is None or e is None:
+                continue
+            pos[b:e + 1] = True
+        return pos
 
 
 def build(**options: Any) -> MDETRGrounder:

@@ -8,6 +8,7 @@ from mmbench.specs import ModelSpec, PublishedNumber
 from mmbench_mdetr import __version__
 
 _SRC = "ashkamath/mdetr .github/refexp.md"
+_FLICKR_SRC = "ashkamath/mdetr .github/flickr.md"
 
 #: ashkamath/mdetr:.github/refexp.md, Precision@1 (%), evaluated with --ema. (dataset, backbone, {split: value})
 REFEXP = (
@@ -20,20 +21,38 @@ REFEXP = (
 )
 _PROTOCOL = {"refcoco": "refcoco-unc", "refcoco+": "refcoco+-unc", "refcocog": "refcocog-umd"}
 
+#: ashkamath/mdetr:.github/flickr.md, Flickr30k Entities phrase grounding Recall@1/5/10 (%), --ema: the
+#: pre-trained checkpoints evaluated directly (ANY-box) and the MERGED-box fine-tuned ResNet-101.
+#: (protocol, backbone, checkpoint, {split: (R@1, R@5, R@10)})
+FLICKR = (
+    ("any-box", "resnet101", "pretrained_resnet101_checkpoint.pth",
+     {"val": (82.5, 92.9, 94.9), "test": (83.4, 93.5, 95.3)}),
+    ("any-box", "timm_tf_efficientnet_b3_ns", "pretrained_EB3_checkpoint.pth",
+     {"val": (82.9, 93.2, 95.2), "test": (84.0, 93.8, 95.6)}),
+    ("any-box", "timm_tf_efficientnet_b5_ns", "pretrained_EB5_checkpoint.pth",
+     {"val": (83.6, 93.4, 95.1), "test": (84.3, 93.9, 95.8)}),
+    ("merged-box", "resnet101", "flickr_merged_resnet101_checkpoint.pth",
+     {"val": (82.3, 91.8, 93.7), "test": (83.8, 92.7, 94.4)}),
+)
+
 
 def _published() -> tuple[PublishedNumber, ...]:
-    # Only the ResNet-101 rows: a PublishedNumber matches a run by dataset, split and protocol, not by the
-    # checkpoint's backbone, so declaring the EfficientNet-B3 rows too would compare every run with both. The
-    # EB3 rows stay listed in REFEXP (and the README) for runs of the EB3 checkpoints, which load since 0.2.
+    # variant = the checkpoint's args.backbone (the model's published_variant): a run is compared only with the
+    # rows of its own backbone
     out = []
     for name, backbone, values in REFEXP:
-        if backbone != "resnet101":
-            continue
         for split, v in values.items():
             for dataset in (name, "mdetr_refexp"):  # refer layout, or MDETR's finetune_*.json
                 out.append(PublishedNumber(dataset=dataset, metric="P@1", value=v, protocol=_PROTOCOL[name],
-                                           split=split, tolerance=0.1,
-                                           source=f"{_SRC} (MDETR ResNet-101, --ema, GIoU >= 0.5)"))
+                                           split=split, tolerance=0.1, variant=backbone,
+                                           source=f"{_SRC} (MDETR {backbone}, --ema, GIoU >= 0.5)"))
+    for protocol, backbone, ckpt, values in FLICKR:
+        for split, recalls in values.items():
+            for k, v in zip((1, 5, 10), recalls):
+                out.append(PublishedNumber(dataset="flickr30k_entities", metric=f"P@{k}", value=v, protocol=protocol,
+                                           split=split, tolerance=0.1, variant=backbone,
+                                           source=f"{_FLICKR_SRC} ({ckpt}, --ema, Recall@{k}, IoU >= 0.5; score "
+                                                  "with --task-option outside=score)"))
     return tuple(out)
 
 

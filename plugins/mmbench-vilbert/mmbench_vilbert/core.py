@@ -15,7 +15,8 @@ from mmbench_vilbert.config import INERT, read_config
 from mmbench_vilbert.model import ViLBERT
 
 DATA = Path(__file__).resolve().parent / "data"
-DEMO_DIR = DATA / "demo"
+DEMO_DIR = DATA / "demo"  # vilbert (retrieval)
+REFER_DEMO_DIR = DATA / "demo-refcoco+"  # vilbert-refcoco+ (referring expressions over the demo's proposals)
 DEMO_FILES = {"checkpoint": "pytorch_model.bin", "config": "config.json", "vocab": "vocab.txt"}
 #: vilbert_tasks.yml task ids (the task token of a multi-task checkpoint)
 TASK_IDS = {"RetrievalCOCO": 7, "RetrievalFlickr30k": 8, "refcoco": 9, "refcoco+": 10, "refcocog": 11}
@@ -70,11 +71,12 @@ def load_weights(model: ViLBERT, sd: dict, path) -> list[str]:
     return sorted(k for k in sd if k not in own)
 
 
-def resolve_files(plugin: str, checkpoint, config, vocab) -> tuple[Path, Path, Path, bool]:
-    """(checkpoint, config, vocab, is_demo): none given -> the shipped demo model; otherwise all three."""
+def resolve_files(plugin: str, checkpoint, config, vocab, demo_dir: Path = DEMO_DIR) -> tuple[Path, Path, Path, bool]:
+    """(checkpoint, config, vocab, is_demo): none given -> the shipped demo model in ``demo_dir``; otherwise all
+    three."""
     given = {"checkpoint": checkpoint, "config": config, "vocab": vocab}
     if all(v in (None, "") for v in given.values()):
-        return (DEMO_DIR / DEMO_FILES["checkpoint"], DEMO_DIR / DEMO_FILES["config"], DEMO_DIR / DEMO_FILES["vocab"],
+        return (demo_dir / DEMO_FILES["checkpoint"], demo_dir / DEMO_FILES["config"], demo_dir / DEMO_FILES["vocab"],
                 True)
     lacking = [k for k, v in given.items() if v in (None, "")]
     if lacking:
@@ -185,10 +187,11 @@ class ViLBERTBase:
     heads: tuple[str, ...] = ()
     default_task = "RetrievalFlickr30k"
     default_max_seq = 30
+    demo_dir = DEMO_DIR
 
     def __init__(self, checkpoint=None, config=None, vocab=None, device=None, task_id=None, task_specific_tokens="auto",
                  max_seq_length=None, max_region_num=101, boxes="auto", allow_unsafe_pickle=False, batch_size=None):
-        ck, cfg_path, voc, self.is_demo = resolve_files(self.plugin, checkpoint, config, vocab)
+        ck, cfg_path, voc, self.is_demo = resolve_files(self.plugin, checkpoint, config, vocab, self.demo_dir)
         self.device = torch.device(resolve_device(device))
         cfg = read_config(cfg_path)
         sd = official_state_dict(ck, allow_unsafe_pickle=parse_bool(allow_unsafe_pickle, option="allow_unsafe_pickle"))
@@ -218,6 +221,9 @@ class ViLBERTBase:
         self.unused_keys = load_weights(self.model, sd, ck)
         self.model.to(self.device).eval()
         self.tokenizer = Tokenizer(voc, cfg["vocab_size"])
+        # the declared published numbers are single-task ViLBERT's: a multi-task checkpoint (task tokens) is not
+        # compared with them
+        self.published_variant = "multi-task" if cfg["task_specific_tokens"] else "single-task"
         self.details: dict[str, Any] = {
             "checkpoint": str(ck), "config": str(cfg_path), "demo_model": self.is_demo,
             "task_id": self.task_id, "task_specific_tokens": bool(cfg["task_specific_tokens"]),

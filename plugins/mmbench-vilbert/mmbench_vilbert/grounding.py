@@ -9,7 +9,7 @@ import torch
 
 from mmbench.errors import PluginError
 
-from mmbench_vilbert.core import ViLBERTBase
+from mmbench_vilbert.core import REFER_DEMO_DIR, ViLBERTBase
 
 OPTIONS = ("checkpoint", "config", "vocab", "device", "task_id", "task_specific_tokens", "max_seq_length",
            "max_region_num", "batch_size", "allow_unsafe_pickle")
@@ -27,12 +27,11 @@ class ViLBERTGrounding(ViLBERTBase):
     default_max_seq = 20  # vilbert_tasks.yml TASK9/10/11 max_seq_length
     box_format = "xyxy"
     box_normalized = False
+    demo_dir = REFER_DEMO_DIR
 
     def __init__(self, **options: Any):
-        if all(options.get(k) in (None, "") for k in ("checkpoint", "config", "vocab")):
-            raise PluginError("vilbert-refcoco+: options checkpoint, config and vocab are required (there is no demo "
-                              "grounding model: the demo dataset has no proposal boxes); e.g. -o checkpoint="
-                              "multi_task_model.bin -o config=bert_base_6layer_6conect.json -o vocab=bert-base-uncased/")
+        # no checkpoint/config/vocab: the demo model trained on the demo grounding data's proposals
+        # (train_demo.py train_refer; data/demo-refcoco+)
         options["boxes"] = "required"
         super().__init__(**options)
         del self.details["boxes"]
@@ -52,7 +51,7 @@ class ViLBERTGrounding(ViLBERTBase):
             if getattr(im, "region_boxes", None) is None or getattr(im, "regions", None) is None or im.size is None:
                 raise PluginError(f"{self.plugin}: sample {x.id!r}: the image is not in the proposals form (region "
                                   f"features + their boxes + the image size; forms {sorted(im.forms)}): ViLBERT "
-                                  f"ranks detector proposals (e.g. -d vilbert_refer)")
+                                  f"ranks detector proposals (e.g. -d vilbert_refer, or the demo's grounding data)")
             items.append(im)
         F, L, M, pix = self._images(items)
         ids, tmask = self._text([x.expression for x in inputs])

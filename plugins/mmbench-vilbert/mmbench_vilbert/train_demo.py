@@ -1,8 +1,10 @@
-"""Train the small ViLBERT shipped with this plugin, on the demo dataset's train split.
+"""Train the small ViLBERTs shipped with this plugin, on the demo dataset's train split.
 
-    python -m mmbench_vilbert.train_demo [--out DIR] [--steps N] [--seed S]
+    python -m mmbench_vilbert.train_demo [--model vilbert|vilbert-refcoco+] [--out DIR] [--steps N] [--seed S]
 
-Seeded, single-threaded CPU. Writes, in the official layout:
+Seeded, single-threaded CPU. ``--model vilbert`` (default): the retrieval model in ``data/demo``;
+``--model vilbert-refcoco+``: the referring-expression model in ``data/demo-refcoco+`` (see
+:func:`train_refer`). Each writes, in the official layout:
 
 - ``config.json``: a BERT-style config json (the keys of config/bert_base_6layer_6conect.json, demo-sized:
   v_feature_size 64 for the demo's (36, 64) region features, 4 text / 2 image layers, co-attention
@@ -17,6 +19,17 @@ The demo regions carry no boxes, so every region gets the whole-image location [
 (``boxes=whole_image``, the plugin's default for this model). Loss: for a batch of B images with one
 caption each, every (caption, image) pair is scored with vil_logit and each caption's scores over
 the B images (and each image's over the B captions) go through a softmax cross-entropy.
+
+The referring-expression model (:func:`train_refer`) reads the demo grounding data's ``proposals`` form
+(the 36 region features with their pixel boxes) and trains the ``vision_logit`` head with the official
+refer objective (vilbert-multi-task vilbert/task_utils.py ``V-logit``, vilbert_tasks.yml TASK10 ``loss:
+BCEWithLogitLoss``): per expression, every region's target is its IoU with the referred box
+(refer_expression_dataset.py ``iou``, +1 on each side), set to 0 below 0.5 as the train split does; the
+loss is ``BCEWithLogitsLoss(reduction="mean")(vision_logit, target) * target.size(1)``. The global region
+(box [0, 0, w, h]) is row 0, as the feature reader puts it. Not applicable to the demo: the official
+train split also appends the ground-truth boxes' own features (``refcoco+_gt_...lmdb``); the demo has no
+such second feature set. The vocab holds the train expressions' words; text is cut at 20 tokens
+(vilbert_tasks.yml TASK10 max_seq_length).
 """
 
 from __future__ import annotations
@@ -34,6 +47,7 @@ from mmbench_vilbert.model import ViLBERT
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 MAX_SEQ = 30
+REFER_MAX_SEQ = 20  # vilbert_tasks.yml TASK10 max_seq_length
 
 
 def demo_config(vocab_size: int) -> dict:
@@ -113,13 +127,92 @@ def train(steps: int = 1500, seed: int = 0, out: Path | None = None, batch: int 
     return out
 
 
+def refer_iou(boxes: np.ndarray, gt) -> np.ndarray:
+    """IoU of every (N, 4) xyxy box with one xyxy box, +1 on each side (refer_expression_dataset.py ``iou``)."""
+    b = np.asarray(boxes, np.float64)
+    g = np.asarray(gt, np.float64)
+    iw = np.minimum(b[:, 2], g[2]) - np.maximum(b[:, 0], g[0]) + 1
+    ih = np.minimum(b[:, 3], g[3]) - np.maximum(b[:, 1], g[1]) + 1
+    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
+    area_b = (b[:, 2] - b[:, 0] + 1) * (b[:, 3] - b[:, 1] + 1)
+    area_g = (g[2] - g[0] + 1) * (g[3] - g[1] + 1)
+    return inter / (area_b + area_g - inter)
+
+
+def train_refer(steps: int = 1200, seed: int = 0, out: Path | None = None, batch: int = 32, log=print):
+    """The demo referring-expression model (``vision_logit`` head) on the demo grounding train split."""
+    from mmbench.datasets.demo import load
+    from mmbench_vilbert.core import REFER_DEMO_DIR, Tokenizer
+
+    torch.manual_seed(seed)
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(seed)
+    out = Path(out or REFER_DEMO_DIR)
+    out.mkdir(parents=True, exist_ok=True)
+    data = load("grounding", "train")
+    samples = data.samples
+    vocab = build_vocab([x.expression for x in samples])
+    (out / DEMO_FILES["vocab"]).write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    cfg_json = demo_config(len(vocab))
+    (out / DEMO_FILES["config"]).write_text(json.dumps(cfg_json, indent=2) + "\n", encoding="utf-8")
+    cfg = dict(DEFAULTS)
+    cfg.update(cfg_json)
+    model = ViLBERT(cfg, ("vision_logit",))
+    for name, p in model.named_parameters():  # as train(): zero biases, unit LayerNorm, N(0, 0.05) matrices
+        if p.dim() > 1:
+            torch.nn.init.normal_(p, 0.0, 0.05)
+        elif ".LayerNorm" in name and name.endswith(".weight"):
+            torch.nn.init.ones_(p)
+        else:
+            torch.nn.init.zeros_(p)
+    tok = Tokenizer(out / DEMO_FILES["vocab"], len(vocab))
+    images = [x.image for x in samples]
+    F, L, M, pix = image_inputs(images, feature_size=64, max_regions=101, boxes="required", plugin="demo")
+    # train split targets: the IoU of each region (global first) with the referred box, 0 below 0.5
+    T = np.zeros(M.shape, np.float32)
+    for k, (x, px) in enumerate(zip(samples, pix)):
+        t = refer_iou(px, x.boxes[0])
+        t[t < 0.5] = 0
+        T[k, :len(t)] = t
+    F, L, M, T = (torch.from_numpy(a) for a in (F, L, M, T))
+    ids, tmask = (torch.from_numpy(a) for a in tok.encode([x.expression for x in samples], REFER_MAX_SEQ))
+    bce = torch.nn.BCEWithLogitsLoss(reduction="mean")
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps, pct_start=0.1)
+    model.train()
+    for step in range(steps):
+        b = rng.choice(len(samples), size=batch, replace=False)
+        n = int(tmask[b].sum(1).max())
+        _, img = model.streams(ids[b, :n], torch.zeros_like(ids[b, :n]), tmask[b, :n], F[b], L[b], M[b])
+        logit = model.vision_logits(img, M[b]).unsqueeze(2)  # (B, R, 1), masked rows at -10000
+        target = T[b].unsqueeze(2)
+        loss = bce(logit, target) * target.size(1)  # task_utils.py V-logit: loss.mean() * target.size(1)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if step % 100 == 0 or step == steps - 1:
+            with torch.no_grad():
+                hit = (T[b].gather(1, logit.squeeze(2).argmax(1, keepdim=True)) > 0).float().mean().item()
+            log(f"step {step} loss {loss.item():.4f} batch hit {hit:.3f}")
+    model.eval()
+    torch.save(model.state_dict(), out / DEMO_FILES["checkpoint"])
+    return out
+
+
+MODELS = {"vilbert": train, "vilbert-refcoco+": train_refer}
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", choices=sorted(MODELS), default="vilbert")
     ap.add_argument("--out", type=Path, default=None)
-    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--steps", type=int, default=None, help="default: 1500 (vilbert), 1200 (vilbert-refcoco+)")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
-    print(train(steps=a.steps, seed=a.seed, out=a.out))
+    kw = {} if a.steps is None else {"steps": a.steps}
+    print(MODELS[a.model](seed=a.seed, out=a.out, **kw))
 
 
 if __name__ == "__main__":

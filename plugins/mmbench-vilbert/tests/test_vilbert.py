@@ -297,3 +297,157 @@ def test_kit_grounding_on_the_fixture():
         warnings.simplefilter("ignore")
         assert check_plugin("vilbert-refcoco+", options=opts, dataset="vilbert_refer", split="val", data_root=str(FX),
                             dataset_options={"features": FEAT}, limit=7) is not None
+
+
+# --------------------------------------------------------------------------- the referring-expression demo
+
+def _demo_registry():
+    """The installed registry, with the demo dataset declaring the ``proposals`` form its grounding data offers
+    (``mmbench.datasets.demo.FORMS``). A no-op once mmbench/datasets/builtin.py declares it itself."""
+    from dataclasses import replace
+
+    from mmbench.datasets import demo
+    from mmbench.plugins import Registry
+
+    reg = Registry()
+    spec = reg.dataset("demo")
+    if "proposals" not in spec.forms:
+        reg._datasets["demo"] = replace(spec, forms=tuple(demo.FORMS))
+    return reg
+
+
+def test_refer_demo_model_is_the_default_and_well_above_chance():
+    from mmbench.datasets.demo import load
+    from mmbench.tasks.grounding import KIND
+    from mmbench_vilbert.core import REFER_DEMO_DIR
+    from mmbench_vilbert.grounding import ViLBERTGrounding
+
+    g = ViLBERTGrounding(device="cpu")  # no checkpoint/config/vocab: the shipped demo model
+    assert g.details["demo_model"] is True and g.details["checkpoint"] == str(REFER_DEMO_DIR / "pytorch_model.bin")
+    assert g.details["task_specific_tokens"] is False and g.max_seq == 20
+    data = load("grounding", "test")
+    assert len(data.samples) == 406
+    res = KIND.evaluate(g, data, batch_size=64, show_progress=False, name="vilbert-refcoco+")
+    # measured 87.93 (357 / 406); a random one of the 37 rows scores 8.28 (tests/test_demo_proposals.py)
+    assert res.metrics["acc@0.5"] == pytest.approx(100 * 357 / 406, abs=1.5)
+    assert res.metrics["P@5"] > 90
+    official = KIND.evaluate(g, data, batch_size=64, show_progress=False, name="vilbert-refcoco+",
+                             convention="plus1", strict=True)
+    assert official.metrics["acc@0.5"] > 80
+    # the demo model ranks proposals: every prediction is one of the image's boxes (global first)
+    s = data.samples[0]
+    p = g.predict([s.input_view()])[0]
+    boxes = np.concatenate([[[0, 0, 96, 96]], s.image.region_boxes.astype(np.float64)])
+    assert p.shape == (37, 4) and sorted(map(tuple, p.tolist())) == sorted(map(tuple, boxes.tolist()))
+
+
+def test_refer_demo_refuses_data_without_proposals():
+    from mmbench.datasets.demo import load
+    from mmbench_vilbert.grounding import ViLBERTGrounding
+
+    r = load("retrieval", "test")  # the same scenes without boxes
+    from mmbench.tasks.grounding import GroundingInput
+
+    with pytest.raises(PluginError, match="not in the proposals form"):
+        ViLBERTGrounding(device="cpu").predict([GroundingInput("x", r.images[0], "the red circle")])
+
+
+def test_refer_demo_training_is_reproducible_and_ships_its_files(tmp_path):
+    from mmbench.testing import json_content
+    from mmbench_vilbert.core import REFER_DEMO_DIR
+    from mmbench_vilbert.train_demo import refer_iou, train_refer
+
+    logs = []
+    a = train_refer(steps=3, out=tmp_path / "a", batch=4, log=logs.append)
+    b = train_refer(steps=3, out=tmp_path / "b", batch=4, log=lambda *_: None)
+    sa, sb = (torch.load(d / "pytorch_model.bin", weights_only=True) for d in (a, b))
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert "vision_logit.weight" in sa and not any(k.startswith(("vil_logit", "cls.")) for k in sa)
+    assert logs and logs[0].startswith("step 0 loss")
+    # the shipped config and vocab are what the trainer writes (the checkpoint: 1200 steps, about a minute of CPU)
+    assert json_content(a / "config.json") == json_content(REFER_DEMO_DIR / "config.json")
+    assert (a / "vocab.txt").read_text() == (REFER_DEMO_DIR / "vocab.txt").read_text()
+    shipped = torch.load(REFER_DEMO_DIR / "pytorch_model.bin", weights_only=True)
+    assert shipped.keys() == sa.keys() and (REFER_DEMO_DIR / "pytorch_model.bin").stat().st_size < 1_000_000
+    # the train targets' IoU is refer_expression_dataset.py's: +1 on each side
+    assert refer_iou(np.array([[0, 0, 9, 9]]), [0, 0, 9, 9])[0] == 1.0
+    assert refer_iou(np.array([[0, 0, 9, 9]]), [5, 0, 14, 9])[0] == pytest.approx(50 / 150)
+
+
+def test_kit_grounding_on_demo():
+    from mmbench.testing import check_plugin
+
+    assert check_plugin("vilbert-refcoco+", options={"device": "cpu"}, limit=12, registry=_demo_registry()) is not None
+
+
+# --------------------------------------------------------------------------- published numbers
+
+def test_published_numbers_are_declared_with_sources():
+    from mmbench.plugins import get_registry
+
+    reg = get_registry()
+    ret = {(p.dataset, p.split, p.protocol, p.metric): p.value for p in reg.model("vilbert").published}
+    assert ret == {("vilbert_flickr30k", "test", "flickr30k-1k", "t2i.R@1"): 58.20,
+                   ("vilbert_flickr30k", "test", "flickr30k-1k", "t2i.R@5"): 84.90,
+                   ("vilbert_flickr30k", "test", "flickr30k-1k", "t2i.R@10"): 91.52}
+    ref = {(p.dataset, p.split, p.protocol, p.metric): p.value for p in reg.model("vilbert-refcoco+").published}
+    assert ref == {("vilbert_refer", sp, "refcoco+-unc", m): v for sp, v in
+                   (("val", 72.34), ("testA", 78.52), ("testB", 62.61)) for m in ("acc@0.5", "P@1")}
+    for name in ("vilbert", "vilbert-refcoco+"):
+        assert all("vilbert-multi-task README.md" in p.source and "7dd5a05" in p.source and "NeurIPS 2019" in p.source
+                   for p in reg.model(name).published)
+
+
+@pytest.mark.parametrize("split,value", [("val", 72.34), ("testA", 78.52)])
+def test_published_numbers_reach_a_single_task_refer_record_only(split, value, monkeypatch):
+    """The fixture checkpoint is a multi-task one (task tokens): its record is compared with no single-task number;
+    the same run reported as a single-task model gets the README's numbers."""
+    from mmbench.runner import EvalConfig, run_eval
+
+    cfg = EvalConfig(split=split, data_root=str(FX), options=dict(A), dataset_options={"features": FEAT},
+                     task_options={"convention": "plus1", "strict": "true"}, bootstrap=0, show_progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rec = run_eval("vilbert-refcoco+", "vilbert_refer", cfg)
+    assert rec.dataset["name"] == "vilbert_refer" and rec.dataset["protocol"] == "refcoco+-unc"
+    assert rec.published == []
+    if split == "val":
+        assert rec.metrics["acc@0.5"] == pytest.approx(300 / 7)  # the official 3/7 on the fixture
+    monkeypatch.setattr(__import__("mmbench.runner", fromlist=["_published_variant"]), "_published_variant",
+                        lambda model: "single-task")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rec = run_eval("vilbert-refcoco+", "vilbert_refer", cfg)
+    pub = {p["metric"]: p for p in rec.published}
+    assert set(pub) == {"acc@0.5", "P@1"}
+    assert pub["acc@0.5"]["published"] == value and pub["acc@0.5"]["measured"] == rec.metrics["acc@0.5"]
+    assert pub["acc@0.5"]["delta"] == pytest.approx(rec.metrics["acc@0.5"] - value)
+    assert pub["acc@0.5"]["variant"] == "single-task"
+
+
+def test_published_numbers_reach_the_retrieval_record_and_no_other():
+    from mmbench.runner import EvalConfig, run_eval
+
+    cfg = EvalConfig(data_root=str(FX), options=dict(A), dataset_options={"features": FEAT}, bootstrap=0,
+                     show_progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rec = run_eval("vilbert", "vilbert_flickr30k", cfg)
+    assert rec.published == []  # a multi-task checkpoint
+    assert rec.metrics["t2i.R@1"] == pytest.approx(20.0)  # the fixture's official R@1
+    spec = __import__("mmbench.plugins", fromlist=["get_registry"]).get_registry().model("vilbert")
+    from mmbench.runner import published_deltas
+
+    pub = {p["metric"]: p["published"] for p in published_deltas(spec, rec.dataset, rec.metrics, "single-task")}
+    assert pub == {"t2i.R@1": 58.20, "t2i.R@5": 84.90, "t2i.R@10": 91.52}
+    # a demo run is compared with nothing
+    from mmbench.runner import published_deltas
+
+    spec = __import__("mmbench.plugins", fromlist=["get_registry"]).get_registry().model("vilbert-refcoco+")
+    assert published_deltas(spec, {"name": "demo", "split": "test", "protocol": ""}, {"acc@0.5": 90.0}) == []
+    assert published_deltas(spec, {"name": "vilbert_refer", "split": "val", "protocol": "refcoco-unc"},
+                            {"acc@0.5": 90.0}) == []
+    # single-task numbers: a multi-task checkpoint (task tokens) is compared with none of them
+    meta = {"name": "vilbert_refer", "split": "val", "protocol": "refcoco+-unc"}
+    assert len(published_deltas(spec, meta, {"acc@0.5": 90.0}, "single-task")) == 1
+    assert published_deltas(spec, meta, {"acc@0.5": 90.0}, "multi-task") == []
