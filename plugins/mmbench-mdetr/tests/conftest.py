@@ -28,3 +28,12 @@ def _tiny_text_encoder(path: Path) -> Path:
 def tiny_text(tmp_path_factory) -> Path:
     """A tiny random RoBERTa folder (config + byte-level BPE tokenizer), built offline once per session."""
     return _tiny_text_encoder(tmp_path_factory.mktemp("tiny") / "text_encoder")
+
+
+@pytest.fixture(scope="module")
+def fx(parity_dir) -> Path:
+    """The shared official-format MDETR parity fixture (../shared/parity/mdetr_refexp), or skip."""
+    d = parity_dir / "mdetr_refexp"
+    if not (d / "checkpoint.pth").is_file():
+        pytest.skip(f"{d} not found")
+    return d

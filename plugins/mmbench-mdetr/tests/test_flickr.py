@@ -72,24 +72,16 @@ def test_batch_bounds_keep_a_sentences_phrases_together():
     assert KIND.batch_bounds(xs[3:5], 1) == [(0, 1), (1, 2)]  # plain expressions: batch_size each
 
 
-@pytest.fixture(scope="module")
-def shared_mdetr(parity_dir):
-    d = parity_dir / "mdetr_refexp"
-    if not (d / "checkpoint.pth").is_file():
-        pytest.skip(f"{d} not found")
-    return d
-
-
 @pytest.mark.shared
 @pytest.mark.parametrize("run,split,protocol,bs", RUNS, ids=[r[0] for r in RUNS])
-def test_parity_with_official_flickr_evaluation(shared_mdetr, tmp_path, run, split, protocol, bs):
+def test_parity_with_official_flickr_evaluation(fx, tmp_path, run, split, protocol, bs):
     from mmbench_mdetr.grounding import build
 
     exp = FX / "expected" / run
     off = json.loads((exp / "official.json").read_text())
-    model = build(checkpoint=str(shared_mdetr / "checkpoint.pth"), text_encoder=str(shared_mdetr / "tiny_roberta"),
+    model = build(checkpoint=str(fx / "checkpoint.pth"), text_encoder=str(fx / "tiny_roberta"),
                   device="cpu", batch_size=bs)
-    data = F.load("grounding", split, _root(tmp_path, shared_mdetr / "coco" / "train2014"), protocol=protocol,
+    data = F.load("grounding", split, _root(tmp_path, fx / "coco" / "train2014"), protocol=protocol,
                   images=None, missing="error")
     inputs = [s.input_view() for s in data.samples]
 
@@ -189,21 +181,21 @@ def test_published_numbers_are_per_backbone():
 
 
 @pytest.mark.shared
-def test_the_model_reports_its_backbone_as_published_variant(shared_mdetr):
+def test_the_model_reports_its_backbone_as_published_variant(fx):
     from mmbench_mdetr.grounding import build
 
-    model = build(checkpoint=str(shared_mdetr / "checkpoint.pth"), text_encoder=str(shared_mdetr / "tiny_roberta"),
+    model = build(checkpoint=str(fx / "checkpoint.pth"), text_encoder=str(fx / "tiny_roberta"),
                   device="cpu")
     assert model.published_variant == "resnet18"
 
 
 @pytest.mark.shared
-def test_a_sharded_cached_run_gives_the_single_process_record(shared_mdetr, tmp_path):
+def test_a_sharded_cached_run_gives_the_single_process_record(fx, tmp_path):
     """Shards hold whole sentences (the kind's batch bounds), so padded batches are the same in every shard."""
     from mmbench.runner import EvalConfig, run_eval
 
-    root = _root(tmp_path, shared_mdetr / "coco" / "train2014")
-    opts = {"checkpoint": str(shared_mdetr / "checkpoint.pth"), "text_encoder": str(shared_mdetr / "tiny_roberta"),
+    root = _root(tmp_path, fx / "coco" / "train2014")
+    opts = {"checkpoint": str(fx / "checkpoint.pth"), "text_encoder": str(fx / "tiny_roberta"),
             "device": "cpu", "batch_size": "2"}
     cfg = dict(split="val", data_root=str(root), options=opts, task_options={"outside": "score"}, bootstrap=0,
                show_progress=False)

@@ -30,14 +30,6 @@ ATOL = {"pred_logits": 5e-5, "pred_boxes": 1e-5, "scores": 1e-5, "boxes_xyxy": 1
 
 
 @pytest.fixture(scope="module")
-def fx(parity_dir):
-    d = parity_dir / "mdetr_refexp"
-    if not (d / "checkpoint.pth").is_file():
-        pytest.skip(f"{d} not found")
-    return d
-
-
-@pytest.fixture(scope="module")
 def fixture_samples(fx):
     ann = json.loads((fx / "mdetr_annotations" / "finetune_refcoco_val.json").read_text())
     gt = {a["image_id"]: a["bbox"] for a in ann["annotations"]}

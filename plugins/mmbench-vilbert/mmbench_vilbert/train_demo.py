@@ -72,31 +72,43 @@ def build_vocab(captions: list[str]) -> list[str]:
     return SPECIALS + [w for w in words if w not in SPECIALS]
 
 
-def train(steps: int = 1500, seed: int = 0, out: Path | None = None, batch: int = 8, log=print):
-    from mmbench.datasets.demo import load
-    from mmbench_vilbert.core import Tokenizer
-
+def seeded(seed: int) -> np.random.Generator:
+    """Seed torch (one thread) and return the batch sampler's generator: the first step of every demo training."""
     torch.manual_seed(seed)
     torch.set_num_threads(1)
-    rng = np.random.default_rng(seed)
-    out = Path(out or DEMO_DIR)
+    return np.random.default_rng(seed)
+
+
+def new_model(out: Path, texts: list[str], head: str):
+    """Write the vocab (from ``texts``) and config json into ``out``; the seeded model with ``head`` and its
+    tokenizer. Initialised as BertPreTrainedModel.init_weights (zero biases, unit LayerNorm) but N(0, 0.05)."""
+    from mmbench_vilbert.core import Tokenizer
+
     out.mkdir(parents=True, exist_ok=True)
-    data = load("retrieval", "train")
-    vocab = build_vocab(list(data.texts))
+    vocab = build_vocab(texts)
     (out / DEMO_FILES["vocab"]).write_text("\n".join(vocab) + "\n", encoding="utf-8")
     cfg_json = demo_config(len(vocab))
     (out / DEMO_FILES["config"]).write_text(json.dumps(cfg_json, indent=2) + "\n", encoding="utf-8")
     cfg = dict(DEFAULTS)
     cfg.update(cfg_json)
-    model = ViLBERT(cfg, ("vil_logit",))
-    for name, p in model.named_parameters():  # as BertPreTrainedModel.init_weights (zero biases, unit LayerNorm) but N(0, 0.05)
+    model = ViLBERT(cfg, (head,))
+    for name, p in model.named_parameters():
         if p.dim() > 1:
             torch.nn.init.normal_(p, 0.0, 0.05)
         elif ".LayerNorm" in name and name.endswith(".weight"):
             torch.nn.init.ones_(p)
         else:
             torch.nn.init.zeros_(p)
-    tok = Tokenizer(out / DEMO_FILES["vocab"], len(vocab))
+    return model, Tokenizer(out / DEMO_FILES["vocab"], len(vocab))
+
+
+def train(steps: int = 1500, seed: int = 0, out: Path | None = None, batch: int = 8, log=print):
+    from mmbench.datasets.demo import load
+
+    rng = seeded(seed)
+    out = Path(out or DEMO_DIR)
+    data = load("retrieval", "train")
+    model, tok = new_model(out, list(data.texts), "vil_logit")
     F, L, M, _ = image_inputs(data.images, feature_size=64, max_regions=101, boxes="whole_image", plugin="demo")
     F, L, M = torch.from_numpy(F), torch.from_numpy(L), torch.from_numpy(M)
     ids, tmask = (torch.from_numpy(a) for a in tok.encode(list(data.texts), MAX_SEQ))
@@ -127,51 +139,22 @@ def train(steps: int = 1500, seed: int = 0, out: Path | None = None, batch: int 
     return out
 
 
-def refer_iou(boxes: np.ndarray, gt) -> np.ndarray:
-    """IoU of every (N, 4) xyxy box with one xyxy box, +1 on each side (refer_expression_dataset.py ``iou``)."""
-    b = np.asarray(boxes, np.float64)
-    g = np.asarray(gt, np.float64)
-    iw = np.minimum(b[:, 2], g[2]) - np.maximum(b[:, 0], g[0]) + 1
-    ih = np.minimum(b[:, 3], g[3]) - np.maximum(b[:, 1], g[1]) + 1
-    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
-    area_b = (b[:, 2] - b[:, 0] + 1) * (b[:, 3] - b[:, 1] + 1)
-    area_g = (g[2] - g[0] + 1) * (g[3] - g[1] + 1)
-    return inter / (area_b + area_g - inter)
-
-
 def train_refer(steps: int = 1200, seed: int = 0, out: Path | None = None, batch: int = 32, log=print):
     """The demo referring-expression model (``vision_logit`` head) on the demo grounding train split."""
     from mmbench.datasets.demo import load
-    from mmbench_vilbert.core import REFER_DEMO_DIR, Tokenizer
+    from mmbench.metrics.grounding import iou
+    from mmbench_vilbert.core import REFER_DEMO_DIR
 
-    torch.manual_seed(seed)
-    torch.set_num_threads(1)
-    rng = np.random.default_rng(seed)
+    rng = seeded(seed)
     out = Path(out or REFER_DEMO_DIR)
-    out.mkdir(parents=True, exist_ok=True)
-    data = load("grounding", "train")
-    samples = data.samples
-    vocab = build_vocab([x.expression for x in samples])
-    (out / DEMO_FILES["vocab"]).write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    cfg_json = demo_config(len(vocab))
-    (out / DEMO_FILES["config"]).write_text(json.dumps(cfg_json, indent=2) + "\n", encoding="utf-8")
-    cfg = dict(DEFAULTS)
-    cfg.update(cfg_json)
-    model = ViLBERT(cfg, ("vision_logit",))
-    for name, p in model.named_parameters():  # as train(): zero biases, unit LayerNorm, N(0, 0.05) matrices
-        if p.dim() > 1:
-            torch.nn.init.normal_(p, 0.0, 0.05)
-        elif ".LayerNorm" in name and name.endswith(".weight"):
-            torch.nn.init.ones_(p)
-        else:
-            torch.nn.init.zeros_(p)
-    tok = Tokenizer(out / DEMO_FILES["vocab"], len(vocab))
+    samples = load("grounding", "train").samples
+    model, tok = new_model(out, [x.expression for x in samples], "vision_logit")
     images = [x.image for x in samples]
     F, L, M, pix = image_inputs(images, feature_size=64, max_regions=101, boxes="required", plugin="demo")
     # train split targets: the IoU of each region (global first) with the referred box, 0 below 0.5
     T = np.zeros(M.shape, np.float32)
     for k, (x, px) in enumerate(zip(samples, pix)):
-        t = refer_iou(px, x.boxes[0])
+        t = iou(px, x.boxes[:1], "plus1")[:, 0]  # +1 on each side: refer_expression_dataset.py ``iou``
         t[t < 0.5] = 0
         T[k, :len(t)] = t
     F, L, M, T = (torch.from_numpy(a) for a in (F, L, M, T))

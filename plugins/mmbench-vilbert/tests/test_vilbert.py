@@ -355,7 +355,8 @@ def test_refer_demo_refuses_data_without_proposals():
 def test_refer_demo_training_is_reproducible_and_ships_its_files(tmp_path):
     from mmbench.testing import json_content
     from mmbench_vilbert.core import REFER_DEMO_DIR
-    from mmbench_vilbert.train_demo import refer_iou, train_refer
+    from mmbench.metrics.grounding import iou
+    from mmbench_vilbert.train_demo import train_refer
 
     logs = []
     a = train_refer(steps=3, out=tmp_path / "a", batch=4, log=logs.append)
@@ -370,8 +371,8 @@ def test_refer_demo_training_is_reproducible_and_ships_its_files(tmp_path):
     shipped = torch.load(REFER_DEMO_DIR / "pytorch_model.bin", weights_only=True)
     assert shipped.keys() == sa.keys() and (REFER_DEMO_DIR / "pytorch_model.bin").stat().st_size < 1_000_000
     # the train targets' IoU is refer_expression_dataset.py's: +1 on each side
-    assert refer_iou(np.array([[0, 0, 9, 9]]), [0, 0, 9, 9])[0] == 1.0
-    assert refer_iou(np.array([[0, 0, 9, 9]]), [5, 0, 14, 9])[0] == pytest.approx(50 / 150)
+    assert iou(np.array([[0, 0, 9, 9]]), [[0, 0, 9, 9]], "plus1")[0, 0] == 1.0
+    assert iou(np.array([[0, 0, 9, 9]]), [[5, 0, 14, 9]], "plus1")[0, 0] == pytest.approx(50 / 150)
 
 
 def test_kit_grounding_on_demo():
