@@ -593,14 +593,14 @@ def score_grounding(gts: Path, preds: Path, *, box_format: str = "xyxy", normali
     import numpy as np
 
     from mmbench.errors import DataError
-    from mmbench.metrics.grounding import BOX_FORMATS, grounding_metrics, to_xyxy
+    from mmbench.metrics.grounding import BOX_FORMATS, grounding_metrics, scores_outside, to_xyxy
     from mmbench.tasks.base import TaskResult
 
     t_start = time.perf_counter()
     kind = _kind("grounding")
     opts = kind.parse_options({"threshold": threshold, "convention": convention, "strict": strict,
                                "outside": outside})
-    score_outside = opts["outside"] == "score" or (opts["outside"] == "auto" and opts["convention"] == "giou")
+    score_outside = scores_outside(opts["outside"], opts["convention"])
     if box_format not in BOX_FORMATS:
         from mmbench.errors import UsageError
 

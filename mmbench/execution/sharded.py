@@ -130,13 +130,9 @@ def trees_equal(a: Any, b: Any) -> bool:
 # --------------------------------------------------------------------------- by sample
 
 def _outputs_unit(model: Any, ctx: dict, unit: dict) -> list:
-    """One shard's outputs: the model's method on each of its batches, as the evaluate loop calls it."""
-    from mmbench.tasks.base import batched
-
-    fn = getattr(model, ctx["method"])
-    items = ctx["items"]
-    if ctx.get("bounds") is None:
-        return [fn(list(chunk)) for chunk in batched(items[unit["lo"]:unit["hi"]], ctx["batch_size"])]
+    """One shard's outputs: the model's method on each of its batches (the kind's batch bounds inside the
+    shard), as the evaluate loop calls it."""
+    fn, items = getattr(model, ctx["method"]), ctx["items"]
     return [fn(list(items[lo:hi])) for lo, hi in ctx["bounds"] if unit["lo"] <= lo and hi <= unit["hi"]]
 
 
@@ -176,9 +172,8 @@ def evaluate_by_sample(kind, model: Any, data: Any, plan: Plan, *, batch_size: i
                           f"method; set TaskKind.model_method or override evaluate_sharded)")
     items = kind.model_inputs(data)
     bounds = kind.batch_bounds(items, batch_size)
-    fixed = bounds == [(lo, min(len(items), lo + batch_size)) for lo in range(0, len(items), max(1, batch_size))]
     units = batch_ranges(len(items), batch_size, plan.shard_size, bounds=bounds)
-    ctx = {"items": items, "method": method, "batch_size": batch_size, "bounds": None if fixed else bounds}
+    ctx = {"items": items, "method": method, "batch_size": batch_size, "bounds": bounds}
     parts = plan.run(plan.stage("outputs", _outputs_unit, units, ctx))
     if not plan.executor.is_main:
         return None

@@ -83,6 +83,12 @@ def iou(a, b, convention: str = "continuous") -> np.ndarray:
     return out
 
 
+def scores_outside(outside: str, convention: str) -> bool:
+    """Whether the task option ``outside`` (auto | miss | score) scores boxes outside the image as they are
+    (``auto``: only under ``giou``, as MDETR's RefExpEvaluator does)."""
+    return outside == "score" or (outside == "auto" and convention == "giou")
+
+
 def grounding_metrics(preds: list, gts: list, *, threshold: float = 0.5, convention: str = "continuous",
                       strict: bool = False, ks=(1, 5, 10), sizes=None, score_outside: bool | None = None) -> dict:
     """Acc@IoU (top-1) and Precision@K over samples.
@@ -96,7 +102,7 @@ def grounding_metrics(preds: list, gts: list, *, threshold: float = 0.5, convent
     post-processed boxes are never clamped).
     """
     if score_outside is None:
-        score_outside = convention == "giou"
+        score_outside = scores_outside("auto", convention)
     n = len(preds)
     hits = np.zeros((n, max(ks)), dtype=bool)
     invalid = 0

@@ -207,7 +207,7 @@ def evaluate(model: Any, data: GroundingData, *, batch_size: int | None = 32, sh
                 preds.append(to_xyxy(arr, fmt, normalized=normalized, size=size))
             adv(len(chunk))
     with timed(timings, "metrics"):
-        score_outside = outside == "score" or (outside == "auto" and convention == "giou")
+        score_outside = M.scores_outside(outside, convention)
         res = grounding_metrics(preds, [s.boxes for s in data.samples], threshold=threshold,
                                 convention=convention, strict=bool(strict), sizes=[s.image.size for s in data.samples],
                                 score_outside=score_outside)

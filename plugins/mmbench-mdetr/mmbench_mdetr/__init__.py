@@ -1,3 +1,3 @@
 """mmbench plugin: MDETR referring-expression grounding from official ashkamath/mdetr checkpoints."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

@@ -1,3 +1,3 @@
 """mmbench plugin: ViLBERT (facebookresearch/vilbert-multi-task) retrieval and referring expressions."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
