@@ -214,8 +214,9 @@ class MDETRGrounder:
         keys = ("pred_logits", "pred_boxes", "scores", "boxes_xyxy")
         return units, of_sample, {k: np.stack([o[k] for o in outs]) for k in keys}
 
-    def _predict_phrases(self, samples: list) -> list[np.ndarray]:
-        units, of_sample, raw = self.phrase_outputs(samples)
+    def _predict_phrases(self, samples: list, outputs: tuple | None = None) -> list[np.ndarray]:
+        """Ranked boxes per sample; ``outputs``: ``phrase_outputs(samples)`` when already computed."""
+        units, of_sample, raw = outputs if outputs is not None else self.phrase_outputs(samples)
         prob = torch.softmax(torch.from_numpy(raw["pred_logits"]), -1)  # PostProcessFlickr, float32
         boxes = torch.from_numpy(raw["boxes_xyxy"])
         out = []
