@@ -172,11 +172,13 @@ class MDETRGrounder:
             res.update({k: v for k, v in out.items() if k not in res})
         return {k: v.float().cpu().numpy() for k, v in res.items()}
 
-    def raw_outputs(self, samples: list) -> dict[str, np.ndarray]:
-        """pred_logits, pred_boxes, PostProcess scores and boxes_xyxy per sample, in input order."""
+    def raw_outputs(self, samples: list, texts: list[str] | None = None) -> dict[str, np.ndarray]:
+        """pred_logits, pred_boxes, PostProcess scores and boxes_xyxy per sample, in input order; the model reads
+        ``texts[i]`` with sample i's image (default: the samples' expressions)."""
         outs: list[dict | None] = [None] * len(samples)
         for chunk in self._chunks(list(samples)):
-            res = self._forward([samples[i] for i in chunk])
+            res = self._forward([samples[i] for i in chunk],
+                                texts=None if texts is None else [texts[i] for i in chunk])
             for j, i in enumerate(chunk):
                 outs[i] = {k: v[j] for k, v in res.items()}
         return {k: np.stack([o[k] for o in outs]) for k in ("pred_logits", "pred_boxes", "scores", "boxes_xyxy")}
@@ -200,42 +202,41 @@ class MDETRGrounder:
         of_sample = []
         for s in samples:
             ctx = getattr(s, "context", None)
-            text = str(ctx if ctx is not None else s.expression)
-            key = (str(s.image.id), text) if ctx is not None else (f"\0{len(units)}", text)
-            if key not in index:
-                index[key] = len(units)
-                units.append((s, text))
-            of_sample.append(index[key])
-        outs: list[dict | None] = [None] * len(units)
-        for chunk in self._chunks([u[0] for u in units]):
-            res = self._forward([units[i][0] for i in chunk], texts=[units[i][1] for i in chunk])
-            for j, i in enumerate(chunk):
-                outs[i] = {k: v[j] for k, v in res.items()}
-        keys = ("pred_logits", "pred_boxes", "scores", "boxes_xyxy")
-        return units, of_sample, {k: np.stack([o[k] for o in outs]) for k in keys}
+            key = None if ctx is None else (str(s.image.id), str(ctx))
+            if key is None or key not in index:  # a stand-alone expression is always its own unit
+                if key is not None:
+                    index[key] = len(units)
+                units.append((s, str(s.expression) if ctx is None else str(ctx)))
+            of_sample.append(len(units) - 1 if key is None else index[key])
+        raw = self.raw_outputs([u[0] for u in units], texts=[u[1] for u in units])
+        return units, of_sample, raw
 
     def _predict_phrases(self, samples: list, outputs: tuple | None = None) -> list[np.ndarray]:
         """Ranked boxes per sample; ``outputs``: ``phrase_outputs(samples)`` when already computed."""
         units, of_sample, raw = outputs if outputs is not None else self.phrase_outputs(samples)
         prob = torch.softmax(torch.from_numpy(raw["pred_logits"]), -1)  # PostProcessFlickr, float32
         boxes = torch.from_numpy(raw["boxes_xyxy"])
+        tokenized: dict[int, Any] = {}  # one tokenisation per sentence, as the official dataset does
         out = []
         for s, u in zip(samples, of_sample):
             if getattr(s, "context", None) is None:
                 out.append(rank_official(raw["scores"][u], raw["boxes_xyxy"][u])[1])
                 continue
-            pos = self.positive_tokens(str(s.context), s.spans, prob.shape[-1])
+            if u not in tokenized:
+                tokenized[u] = self.tokenizer(str(s.context), return_tensors="pt")
+            pos = self.positive_tokens(str(s.context), s.spans, prob.shape[-1], tokenized[u])
             scores, _ = torch.max(pos.unsqueeze(0) * prob[u], dim=-1)
             _, order = torch.sort(scores, descending=True)
             out.append(boxes[u][order].numpy())
         return out
 
-    def positive_tokens(self, context: str, spans, width: int) -> torch.Tensor:
+    def positive_tokens(self, context: str, spans, width: int, tok=None) -> torch.Tensor:
         """The phrase's token mask over the ``width`` logit columns, as ashkamath/mdetr:datasets/coco.py
         create_positive_map builds it from tokens_positive (then binarised, > 1e-6, by PostProcessFlickr): the
         tokens from char_to_token(begin) to char_to_token(end - 1); where either maps to no token (a space), the
         official fallbacks begin + 1, begin + 2 and end - 2, end - 3; a span still unmapped is skipped."""
-        tok = self.tokenizer(context, return_tensors="pt")
+        if tok is None:  # ``tok``: the tokenizer's encoding of ``context``, when already made
+            tok = self.tokenizer(context, return_tensors="pt")
         pos = torch.zeros(width, dtype=torch.bool)
 
         def c2t(i):

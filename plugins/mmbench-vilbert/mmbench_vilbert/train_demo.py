@@ -102,6 +102,22 @@ def new_model(out: Path, texts: list[str], head: str):
     return model, Tokenizer(out / DEMO_FILES["vocab"], len(vocab))
 
 
+def optimiser(model, steps: int):
+    """The demo trainings' update: AdamW (lr 3e-3, weight decay 0.01) under a one-cycle schedule, gradients
+    clipped to norm 1. Returns ``update(loss)``, one optimisation step."""
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps, pct_start=0.1)
+
+    def update(loss):
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+
+    return update
+
+
 def train(steps: int = 1500, seed: int = 0, out: Path | None = None, batch: int = 8, log=print):
     from mmbench.datasets.demo import load
 
@@ -114,8 +130,7 @@ def train(steps: int = 1500, seed: int = 0, out: Path | None = None, batch: int 
     ids, tmask = (torch.from_numpy(a) for a in tok.encode(list(data.texts), MAX_SEQ))
     owner = np.asarray(data.text_image)
     by_image = [np.flatnonzero(owner == i) for i in range(len(data.images))]
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps, pct_start=0.1)
+    update = optimiser(model, steps)
     model.train()
     for step in range(steps):
         imgs = rng.choice(len(data.images), size=batch, replace=False)
@@ -127,11 +142,7 @@ def train(steps: int = 1500, seed: int = 0, out: Path | None = None, batch: int 
         s = model.score_vil_logit(pooled).view(batch, batch)  # [caption, image]
         target = torch.arange(batch)
         loss = torch.nn.functional.cross_entropy(s, target) + torch.nn.functional.cross_entropy(s.T, target)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        update(loss)
         if step % 100 == 0 or step == steps - 1:
             log(f"step {step} loss {loss.item():.4f}")
     model.eval()
@@ -160,8 +171,7 @@ def train_refer(steps: int = 1200, seed: int = 0, out: Path | None = None, batch
     F, L, M, T = (torch.from_numpy(a) for a in (F, L, M, T))
     ids, tmask = (torch.from_numpy(a) for a in tok.encode([x.expression for x in samples], REFER_MAX_SEQ))
     bce = torch.nn.BCEWithLogitsLoss(reduction="mean")
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps, pct_start=0.1)
+    update = optimiser(model, steps)
     model.train()
     for step in range(steps):
         b = rng.choice(len(samples), size=batch, replace=False)
@@ -170,11 +180,7 @@ def train_refer(steps: int = 1200, seed: int = 0, out: Path | None = None, batch
         logit = model.vision_logits(img, M[b]).unsqueeze(2)  # (B, R, 1), masked rows at -10000
         target = T[b].unsqueeze(2)
         loss = bce(logit, target) * target.size(1)  # task_utils.py V-logit: loss.mean() * target.size(1)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        update(loss)
         if step % 100 == 0 or step == steps - 1:
             with torch.no_grad():
                 hit = (T[b].gather(1, logit.squeeze(2).argmax(1, keepdim=True)) > 0).float().mean().item()
